@@ -1,0 +1,252 @@
+"""Validated experiment settings: model, diffusion and training, with a JSON round trip.
+
+Every check names the field, the bad value and what is allowed, so a UI can show the
+message next to the field and a CLI can print it on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEDULES = ("linear", "cosine", "sigmoid", "quadratic")
+MEAN_TYPES = ("eps", "x0", "v")
+VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned_range")
+LOSS_TYPES = ("simple", "hybrid", "vlb")
+TIMESTEP_SAMPLERS = ("uniform", "loss-aware")
+MODEL_KINDS = ("auto", "unet", "mlp")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+SAMPLERS = ("ddpm", "ddim")
+
+
+class ConfigError(ValueError):
+    """A setting is invalid. `field` is the dotted field name (e.g. "train.batch_size")."""
+
+    def __init__(self, field: str, value: Any, allowed: str):
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field} = {value!r} is invalid: {allowed}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(name, value, "must be one of " + ", ".join(repr(c) for c in choices))
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(name, value, "must be an integer")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise ConfigError(name, value, f"must be {rng}")
+
+
+def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(name, value, "must be a finite number")
+    if value < lo or value > hi or (lo_open and value == lo):
+        left = "(" if lo_open else "["
+        raise ConfigError(name, value, f"must lie in {left}{lo}, {hi}]")
+
+
+@dataclass
+class ModelConfig:
+    """Network settings. kind "auto" picks a UNet for images and an MLP for vectors."""
+
+    kind: str = "auto"
+    # UNet
+    channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_resolutions: tuple[int, ...] = (16,)
+    num_heads: int = 4
+    dropout: float = 0.0
+    # MLP (2-D data)
+    hidden: int = 128
+    mlp_blocks: int = 3
+
+    def validate(self, prefix: str = "model") -> None:
+        _check_choice(f"{prefix}.kind", self.kind, MODEL_KINDS)
+        _check_int(f"{prefix}.channels", self.channels, 8, 1024)
+        if self.channels % 8:
+            raise ConfigError(f"{prefix}.channels", self.channels,
+                              "must be a multiple of 8 (GroupNorm uses 8 groups or more)")
+        if not self.channel_mult or not all(
+            isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 16 for m in self.channel_mult
+        ):
+            raise ConfigError(f"{prefix}.channel_mult", self.channel_mult,
+                              "must be a non-empty list of integers between 1 and 16")
+        if len(self.channel_mult) > 5:
+            raise ConfigError(f"{prefix}.channel_mult", self.channel_mult, "must have at most 5 levels")
+        _check_int(f"{prefix}.num_res_blocks", self.num_res_blocks, 1, 8)
+        if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
+                   for r in self.attention_resolutions):
+            raise ConfigError(f"{prefix}.attention_resolutions", self.attention_resolutions,
+                              "must be a list of positive integers (feature-map sizes)")
+        _check_int(f"{prefix}.num_heads", self.num_heads, 1, 64)
+        _check_float(f"{prefix}.dropout", self.dropout, 0.0, 0.9)
+        _check_int(f"{prefix}.hidden", self.hidden, 8, 8192)
+        _check_int(f"{prefix}.mlp_blocks", self.mlp_blocks, 1, 32)
+
+
+@dataclass
+class DiffusionConfig:
+    """Forward process and objective. lambda_vlb weights the whole bound L_vlb (the sum over
+    t, estimated as T times the sampled term) in L_hybrid = L_simple + lambda_vlb * L_vlb;
+    with 0.001 and T = 1000 this is improved-diffusion's hybrid loss."""
+
+    schedule: str = "cosine"
+    timesteps: int = 1000
+    mean_type: str = "eps"
+    variance_type: str = "fixed_small"
+    loss_type: str = "simple"
+    lambda_vlb: float = 0.001
+    timestep_sampler: str = "uniform"
+
+    def validate(self, prefix: str = "diffusion") -> None:
+        _check_choice(f"{prefix}.schedule", self.schedule, SCHEDULES)
+        _check_int(f"{prefix}.timesteps", self.timesteps, 2, 20000)
+        _check_choice(f"{prefix}.mean_type", self.mean_type, MEAN_TYPES)
+        _check_choice(f"{prefix}.variance_type", self.variance_type, VARIANCE_TYPES)
+        _check_choice(f"{prefix}.loss_type", self.loss_type, LOSS_TYPES)
+        _check_float(f"{prefix}.lambda_vlb", self.lambda_vlb, 0.0, 1000.0)
+        _check_choice(f"{prefix}.timestep_sampler", self.timestep_sampler, TIMESTEP_SAMPLERS)
+        if self.timestep_sampler == "loss-aware" and self.loss_type == "simple":
+            raise ConfigError(f"{prefix}.timestep_sampler", self.timestep_sampler,
+                              "loss-aware sampling needs loss_type 'vlb' or 'hybrid'")
+
+
+@dataclass
+class TrainConfig:
+    """Data and optimisation. dataset is a name known to core.data or a path."""
+
+    dataset: str = "8gaussians"
+    image_size: int = 28
+    grayscale: bool = True
+    num_samples: int = 20000          # size of generated 2-D toy data sets
+    class_conditional: bool = False
+    label_dropout: float = 0.1
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    steps: int = 3000
+    seed: int = 0
+    device: str = "auto"
+    log_every: int = 10
+    probe_every: int = 250
+    probe_timesteps: int = 20
+    checkpoint_every: int = 0         # 0: only at the end
+    compile: bool = False
+
+    def validate(self, prefix: str = "train") -> None:
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ConfigError(f"{prefix}.dataset", self.dataset, "must name a data set or a path")
+        if self.image_size not in (8, 16, 28, 32, 64):
+            raise ConfigError(f"{prefix}.image_size", self.image_size, "must be one of 8, 16, 28, 32, 64")
+        if not isinstance(self.grayscale, bool):
+            raise ConfigError(f"{prefix}.grayscale", self.grayscale, "must be true or false")
+        _check_int(f"{prefix}.num_samples", self.num_samples, 16, 10_000_000)
+        if not isinstance(self.class_conditional, bool):
+            raise ConfigError(f"{prefix}.class_conditional", self.class_conditional, "must be true or false")
+        _check_float(f"{prefix}.label_dropout", self.label_dropout, 0.0, 1.0)
+        _check_int(f"{prefix}.batch_size", self.batch_size, 1, 65536)
+        _check_float(f"{prefix}.lr", self.lr, 0.0, 1.0, lo_open=True)
+        _check_float(f"{prefix}.weight_decay", self.weight_decay, 0.0, 1.0)
+        _check_int(f"{prefix}.warmup_steps", self.warmup_steps, 0)
+        _check_float(f"{prefix}.grad_clip", self.grad_clip, 0.0, 1e6)
+        _check_float(f"{prefix}.ema_decay", self.ema_decay, 0.0, 1.0)
+        if self.ema_decay == 1.0:
+            raise ConfigError(f"{prefix}.ema_decay", self.ema_decay, "must be below 1 (1 never updates)")
+        _check_int(f"{prefix}.steps", self.steps, 1, 100_000_000)
+        _check_int(f"{prefix}.seed", self.seed, 0, 2**31 - 1)
+        _check_choice(f"{prefix}.device", self.device, DEVICES)
+        _check_int(f"{prefix}.log_every", self.log_every, 1)
+        _check_int(f"{prefix}.probe_every", self.probe_every, 0)
+        _check_int(f"{prefix}.probe_timesteps", self.probe_timesteps, 2, 1000)
+        _check_int(f"{prefix}.checkpoint_every", self.checkpoint_every, 0)
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"{prefix}.compile", self.compile, "must be true or false")
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one run needs. `validate()` raises ConfigError on the first bad field."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "experiment"
+
+    def validate(self) -> ExperimentConfig:
+        self.model.validate()
+        self.diffusion.validate()
+        self.train.validate()
+        if self.train.probe_timesteps > self.diffusion.timesteps:
+            raise ConfigError("train.probe_timesteps", self.train.probe_timesteps,
+                              f"must not exceed diffusion.timesteps ({self.diffusion.timesteps})")
+        return self
+
+    # -- serialisation -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
+        if not isinstance(data, dict):
+            raise ConfigError("config", type(data).__name__, "must be a JSON object")
+        unknown = set(data) - {"model", "diffusion", "train", "name"}
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], data[sorted(unknown)[0]],
+                              "unknown section; expected model, diffusion, train, name")
+        return cls(
+            model=_section(ModelConfig, data.get("model", {}), "model"),
+            diffusion=_section(DiffusionConfig, data.get("diffusion", {}), "diffusion"),
+            train=_section(TrainConfig, data.get("train", {}), "train"),
+            name=str(data.get("name", "experiment")),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ExperimentConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError("config", text[:40], f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperimentConfig:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError("config", str(path), f"cannot be read ({exc.strerror or exc})") from None
+        return cls.from_json(text)
+
+
+def _section(cls: type, data: Any, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(prefix, data, "must be a JSON object")
+    known = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}", value,
+                              "unknown setting; known: " + ", ".join(sorted(known)))
+        default = getattr(cls(), key)
+        if isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)):
+                raise ConfigError(f"{prefix}.{key}", value, "must be a list")
+            value = tuple(value)
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        kwargs[key] = value
+    return cls(**kwargs)
