@@ -1,0 +1,120 @@
+"""Exact reverse-process quantities of Gaussian-mixture data against brute-force Monte Carlo."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from core.mixture import MixtureReverseProcess, analytic_dpm_variance, reverse_process_curves
+from core.schedule import NoiseSchedule, get_betas
+
+RING = SimpleNamespace(
+    means=np.stack([2 * np.cos(np.arange(8) * np.pi / 4), 2 * np.sin(np.arange(8) * np.pi / 4)], 1),
+    std=0.2,
+    weights=np.full(8, 1 / 8),
+)
+SCHEDULE = NoiseSchedule(get_betas("linear", 100))
+
+
+def _brute_force_reverse_moments(x_t, t, n, rng):
+    """Self-normalised importance sampling of q(x_{t-1} | x_t) without the closed form:
+    draw x_0 from the mixture, x_{t-1} ~ q(x_{t-1}|x_0) by the forward formula, and weight
+    each x_{t-1} by the forward kernel N(x_t; sqrt(alpha_t) x_{t-1}, beta_t I)."""
+    k = rng.choice(8, size=n, p=RING.weights)
+    x0 = RING.means[k] + RING.std * rng.standard_normal((n, 2))
+    abar_prev = 1.0 if t == 0 else np.prod(1 - SCHEDULE.betas[:t])
+    x_prev = np.sqrt(abar_prev) * x0 + np.sqrt(1 - abar_prev) * rng.standard_normal((n, 2))
+    beta = SCHEDULE.betas[t]
+    log_w = -0.5 * np.sum((x_t - np.sqrt(1 - beta) * x_prev) ** 2, axis=1) / beta
+    w = np.exp(log_w - log_w.max())
+    w /= w.sum()
+    mean = w @ x_prev
+    var = w @ np.sum((x_prev - mean) ** 2, axis=1) / 2
+    return mean, var, 1.0 / np.sum(w**2)
+
+
+@pytest.mark.parametrize("t", [10, 40, 80])
+def test_reverse_step_matches_importance_sampling(t):
+    rng = np.random.default_rng(t)
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    x_t = process.sample_marginal(1, t, rng)
+    weights, means, _ = process.reverse_step(x_t, t)
+    closed_mean = np.einsum("nk,nkd->nd", weights, means)[0]
+    closed_var = process.reverse_variance(x_t, t)[0]
+    mean, var, ess = _brute_force_reverse_moments(x_t[0], t, 400_000, rng)
+    assert ess > 2000, "too few effective samples for a meaningful comparison"
+    tol = 6 * np.sqrt(closed_var / ess)
+    assert np.allclose(mean, closed_mean, atol=tol)
+    assert var == pytest.approx(closed_var, rel=0.1)
+
+
+def test_marginal_density_integrates_to_one():
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    grid = np.linspace(-6, 6, 301)
+    xx, yy = np.meshgrid(grid, grid)
+    points = np.stack([xx.ravel(), yy.ravel()], 1)
+    for t in (-1, 5, 50):
+        density = np.exp(process.marginal_log_density(points, t))
+        assert density.sum() * (grid[1] - grid[0]) ** 2 == pytest.approx(1.0, abs=2e-3)
+
+
+def test_single_gaussian_entropies_match_closed_form():
+    single = SimpleNamespace(means=np.array([[0.5, -1.0]]), std=0.3, weights=np.array([1.0]))
+    process = MixtureReverseProcess(single, SCHEDULE)
+    rng = np.random.default_rng(0)
+    for t in (0, 20, 99):
+        abar = np.prod(1 - SCHEDULE.betas[: t + 1])
+        var_t = abar * 0.09 + 1 - abar
+        exact = np.log(2 * np.pi * np.e * var_t)  # D/2 log(2 pi e var) with D = 2
+        est = process.marginal_entropy(t, 20_000, rng)
+        assert est.value == pytest.approx(exact, abs=5 * est.stderr + 1e-9)
+        # For one Gaussian, q(x_{t-1}|x_t) is Gaussian with variance v_t: entropy in closed form.
+        abar_prev = abar / (1 - SCHEDULE.betas[t])
+        var_prev = abar_prev * 0.09 + 1 - abar_prev
+        beta = SCHEDULE.betas[t]
+        v = 1 / (1 / var_prev + (1 - beta) / beta)
+        rev = process.reverse_entropy(t, 20_000, rng)
+        assert rev.value == pytest.approx(np.log(2 * np.pi * np.e * v), abs=5 * rev.stderr + 1e-9)
+
+
+def test_chain_rule_entropy_matches_direct_nested_monte_carlo():
+    """H(X_{t-1}|X_t) by the chain rule against -E log q(x_{t-1}|x_t) sampled directly."""
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    rng = np.random.default_rng(1)
+    t = 30
+    x_t = process.sample_marginal(3000, t, rng)
+    weights, means, v = process.reverse_step(x_t, t)
+    k = np.array([rng.choice(8, p=w) for w in weights])
+    x_prev = means[np.arange(len(k)), k] + np.sqrt(v) * rng.standard_normal((len(k), 2))
+    sq = np.sum((x_prev[:, None, :] - means) ** 2, axis=-1)
+    log_comp = np.log(weights + 1e-300) - 0.5 * sq / v - np.log(2 * np.pi * v)
+    log_q = np.log(np.sum(np.exp(log_comp), axis=1))
+    direct, direct_err = -log_q.mean(), log_q.std() / np.sqrt(len(log_q))
+    chain = process.reverse_entropy(t, 40_000, rng)
+    assert chain.value == pytest.approx(direct, abs=5 * np.hypot(direct_err, chain.stderr))
+
+
+def test_true_entropy_lies_above_the_lower_bound():
+    curves = reverse_process_curves(RING, SCHEDULE, [1, 10, 50, 99], n=4000)
+    lower = 0.5 * np.log(2 * np.pi * np.e * SCHEDULE.posterior_variance[curves["t"]])
+    assert np.all(curves["true_entropy"] + 4 * curves["true_entropy_err"] >= lower)
+    # Per-dimension variance likewise between beta-tilde and (nearly) beta.
+    assert np.all(curves["true_variance"] >= SCHEDULE.posterior_variance[curves["t"]] * 0.999)
+
+
+def test_analytic_dpm_with_exact_score_equals_true_reverse_variance():
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    rng = np.random.default_rng(2)
+    gamma = np.zeros(100)
+    ts = [5, 30, 70, 99]
+    for t in ts:
+        gamma[t] = process.eps_norm_sq(t, 100_000, rng)
+    sigma2 = analytic_dpm_variance(SCHEDULE, gamma)
+    for t in ts:
+        truth = process.expected_reverse_variance(t, 100_000, rng)
+        assert sigma2[t] == pytest.approx(float(truth.value), rel=0.02, abs=6 * float(truth.stderr))
+
+
+def test_analytic_dpm_for_standard_normal_data_is_beta():
+    abar = SCHEDULE.alphas_cumprod
+    assert np.allclose(analytic_dpm_variance(SCHEDULE, 1 - abar), SCHEDULE.betas, rtol=1e-10)
