@@ -1,0 +1,399 @@
+"""Gaussian diffusion: forward process, model-parameterised reverse process, losses, bits/dim.
+
+One class, `GaussianDiffusion`, owns the DDPM / improved-DDPM math on a `NoiseSchedule`
+(zero-based t; see core/schedule.py). Shapes: x0, x_t, noise are (B, C, H, W) images or
+(B, D) vectors; t is a LongTensor (B,) of indices into this diffusion's schedule. The model
+is called as model(x_t, schedule.timestep_map[t], **model_kwargs), i.e. with timesteps of
+the original, unrespaced schedule, and returns x's shape, or 2C channels along dim 1 for
+var_type "learned_range" (first C: the mean parameterisation, last C: the raw variance
+interpolation value in [-1, 1]).
+
+Units. Every VLB quantity is in bits per dimension: nats averaged over all non-batch
+dimensions, divided by ln 2. For data_kind "image" the t=0 decoder term is the negative log
+of a discretized Gaussian over 256 bins, so totals are the usual NLL of 8-bit data in
+bits/dim. For data_kind "continuous" the t=0 term is a Gaussian density, so totals are
+bits per dimension of a continuous density: a differential quantity that can be negative.
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+
+import numpy as np
+import torch
+
+from core.distributions import (
+    discretized_gaussian_log_likelihood,
+    gaussian_log_likelihood,
+    normal_kl,
+)
+from core.schedule import NoiseSchedule, extract
+
+
+class MeanType(Enum):
+    """What the model's mean channels predict."""
+
+    EPS = "eps"  # the noise eps in x_t = sqrt(abar) x0 + sqrt(1-abar) eps
+    X0 = "x0"  # x0 itself
+    V = "v"  # v = sqrt(abar) eps - sqrt(1-abar) x0 (Salimans & Ho 2022)
+
+
+class VarType(Enum):
+    """The reverse-process variance Sigma_theta(x_t, t)."""
+
+    FIXED_SMALL = "fixed_small"  # beta-tilde_t (posterior variance; log clipped at t=0)
+    FIXED_LARGE = "fixed_large"  # beta_t, except beta-tilde_1 at t=0 (improved DDPM)
+    LEARNED_RANGE = "learned_range"  # exp(v log beta_t + (1-v) log beta-tilde_t)
+
+
+class LossType(Enum):
+    SIMPLE = "simple"  # MSE on the mean type's target
+    HYBRID = "hybrid"  # simple + lambda_vlb * T * vlb_t with a stop-gradient mean
+    VLB = "vlb"  # the per-t VLB term itself
+
+
+class DataKind(Enum):
+    IMAGE = "image"  # 8-bit images in [-1, 1]: discretized Gaussian decoder
+    CONTINUOUS = "continuous"  # real vectors: Gaussian density decoder
+
+
+def _as_enum(enum_cls, value, field: str):
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in enum_cls)
+        raise ValueError(f"{field} = {value!r} is invalid: must be one of {allowed}") from None
+
+
+def mean_flat(x: torch.Tensor) -> torch.Tensor:
+    """Mean over all non-batch dimensions: (B, ...) -> (B,)."""
+    return x.reshape(x.shape[0], -1).mean(dim=1)
+
+
+class GaussianDiffusion:
+    """DDPM / improved-DDPM diffusion on `schedule`.
+
+    Args:
+        schedule: a NoiseSchedule (possibly respaced).
+        mean_type: "eps" | "x0" | "v" (or a MeanType).
+        var_type: "fixed_small" | "fixed_large" | "learned_range" (or a VarType).
+        loss_type: "simple" | "hybrid" | "vlb" (or a LossType).
+        lambda_vlb: weight of the VLB in the hybrid loss (improved DDPM: 0.001).
+        data_kind: "image" | "continuous" (or a DataKind): picks the t=0 decoder likelihood
+            and the default of `clip_denoised` in `calc_bpd_loop` (clip images only).
+    """
+
+    def __init__(self, schedule: NoiseSchedule, mean_type="eps", var_type="fixed_small",
+                 loss_type="simple", lambda_vlb: float = 0.001, data_kind="image"):
+        if not isinstance(schedule, NoiseSchedule):
+            raise TypeError(f"schedule must be a core.schedule.NoiseSchedule, got {type(schedule)}")
+        self.schedule = schedule
+        self.num_timesteps = schedule.num_timesteps
+        self.mean_type = _as_enum(MeanType, mean_type, "mean_type")
+        self.var_type = _as_enum(VarType, var_type, "var_type")
+        self.loss_type = _as_enum(LossType, loss_type, "loss_type")
+        self.data_kind = _as_enum(DataKind, data_kind, "data_kind")
+        lambda_vlb = float(lambda_vlb)
+        if not math.isfinite(lambda_vlb) or lambda_vlb < 0:
+            raise ValueError(f"lambda_vlb = {lambda_vlb!r} is invalid: must be finite and >= 0")
+        self.lambda_vlb = lambda_vlb
+
+        # fixed_large uses beta_t but beta-tilde_1 at t=0, where beta_0 would make the
+        # decoder far too wide (improved DDPM's convention).
+        first = schedule.posterior_variance[1] if self.num_timesteps > 1 else schedule.betas[0]
+        self._large_variance = np.append(first, schedule.betas[1:])
+        self._large_log_variance = np.log(self._large_variance)
+        self._log_betas = np.log(schedule.betas)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def learns_sigma(self) -> bool:
+        """True when the model must output 2C channels (mean and variance)."""
+        return self.var_type is VarType.LEARNED_RANGE
+
+    def respaced(self, use_timesteps) -> GaussianDiffusion:
+        """The same diffusion (types, lambda, data kind) on schedule.respace(use_timesteps)."""
+        return GaussianDiffusion(self.schedule.respace(use_timesteps), self.mean_type,
+                                 self.var_type, self.loss_type, self.lambda_vlb, self.data_kind)
+
+    def __repr__(self) -> str:
+        return (f"GaussianDiffusion(T={self.num_timesteps}, mean={self.mean_type.value}, "
+                f"var={self.var_type.value}, loss={self.loss_type.value}, "
+                f"data={self.data_kind.value})")
+
+    def _check_t(self, t: torch.Tensor, x: torch.Tensor) -> None:
+        if t.ndim != 1 or t.shape[0] != x.shape[0]:
+            raise ValueError(f"t must have shape ({x.shape[0]},) (one timestep per batch "
+                             f"element), got {tuple(t.shape)}")
+
+    def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
+        """The original-schedule timesteps the model sees: timestep_map[t], LongTensor (B,)."""
+        return torch.from_numpy(self.schedule.timestep_map).to(t.device)[t]
+
+    # ------------------------------------------------------------------ forward process
+    def q_mean_variance(self, x0: torch.Tensor, t: torch.Tensor):
+        """q(x_t | x_0) = N(sqrt(abar_t) x0, (1 - abar_t) I).
+
+        Returns (mean, variance, log_variance): mean has x0's shape, the other two are
+        (B, 1, ..., 1) broadcastable to it.
+        """
+        s = self.schedule
+        mean = extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0
+        variance = extract(1.0 - s.alphas_cumprod, t, x0.shape)
+        log_variance = extract(s.log_one_minus_alphas_cumprod, t, x0.shape)
+        return mean, variance, log_variance
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None):
+        """A draw of x_t ~ q(x_t | x_0): sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, x0's shape."""
+        self._check_t(t, x0)
+        if noise is None:
+            noise = torch.randn_like(x0)
+        if noise.shape != x0.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} must equal x0 shape {tuple(x0.shape)}")
+        s = self.schedule
+        return (extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0
+                + extract(s.sqrt_one_minus_alphas_cumprod, t, x0.shape) * noise)
+
+    def q_posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
+        """q(x_{t-1} | x_t, x_0) = N(coef1_t x0 + coef2_t x_t, beta-tilde_t I).
+
+        Returns (mean, variance, log_variance): mean has x0's shape, variance and the clipped
+        log variance (log beta-tilde_1 at t=0) are (B, 1, ..., 1).
+        """
+        s = self.schedule
+        mean = (extract(s.posterior_mean_coef1, t, x_t.shape) * x0
+                + extract(s.posterior_mean_coef2, t, x_t.shape) * x_t)
+        variance = extract(s.posterior_variance, t, x_t.shape)
+        log_variance = extract(s.posterior_log_variance_clipped, t, x_t.shape)
+        return mean, variance, log_variance
+
+    # ------------------------------------------------------------------ conversions
+    def x0_from_eps(self, x_t, t, eps):
+        """x0 = (x_t - sqrt(1-abar) eps) / sqrt(abar) = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps."""
+        s = self.schedule
+        return (extract(s.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
+                - extract(s.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps)
+
+    def eps_from_x0(self, x_t, t, x0):
+        """eps = (sqrt(1/abar) x_t - x0) / sqrt(1/abar - 1)."""
+        s = self.schedule
+        return ((extract(s.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - x0)
+                / extract(s.sqrt_recipm1_alphas_cumprod, t, x_t.shape))
+
+    def v_from_x0_eps(self, x0, eps, t):
+        """v = sqrt(abar) eps - sqrt(1-abar) x0."""
+        s = self.schedule
+        return (extract(s.sqrt_alphas_cumprod, t, x0.shape) * eps
+                - extract(s.sqrt_one_minus_alphas_cumprod, t, x0.shape) * x0)
+
+    def x0_from_v(self, x_t, t, v):
+        """x0 = sqrt(abar) x_t - sqrt(1-abar) v."""
+        s = self.schedule
+        return (extract(s.sqrt_alphas_cumprod, t, x_t.shape) * x_t
+                - extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * v)
+
+    def eps_from_v(self, x_t, t, v):
+        """eps = sqrt(1-abar) x_t + sqrt(abar) v."""
+        s = self.schedule
+        return (extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * x_t
+                + extract(s.sqrt_alphas_cumprod, t, x_t.shape) * v)
+
+    def target_from_x0_eps(self, x0, eps, t):
+        """What the mean channels should output for (x0, eps): eps, x0 or v."""
+        if self.mean_type is MeanType.EPS:
+            return eps
+        if self.mean_type is MeanType.X0:
+            return x0
+        return self.v_from_x0_eps(x0, eps, t)
+
+    # ------------------------------------------------------------------ reverse process
+    def run_model(self, model, x, t, model_kwargs=None) -> torch.Tensor:
+        """model(x, timestep_map[t], **model_kwargs), checked for shape, cast to x's dtype."""
+        output = model(x, self.model_timesteps(t), **(model_kwargs or {}))
+        return self._check_output(output, x)
+
+    def _check_output(self, output: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        expected = list(x.shape)
+        if self.learns_sigma:
+            expected[1] *= 2
+        if list(output.shape) != expected:
+            why = " (2x the channels along dim 1 for learned_range)" if self.learns_sigma else ""
+            raise ValueError(f"model output has shape {tuple(output.shape)}, expected "
+                             f"{tuple(expected)}{why}")
+        return output.to(x.dtype)
+
+    def _split_output(self, output: torch.Tensor):
+        """(mean channels, raw variance channels or None)."""
+        if self.learns_sigma:
+            return torch.chunk(output, 2, dim=1)
+        return output, None
+
+    def _variance(self, raw_variance, x, t):
+        """(variance, log_variance, v_frac) of p(x_{t-1} | x_t), each x's shape (v_frac or None)."""
+        if self.var_type is VarType.LEARNED_RANGE:
+            v_frac = (raw_variance + 1.0) / 2.0
+            min_log = extract(self.schedule.posterior_log_variance_clipped, t, x.shape)
+            max_log = extract(self._log_betas, t, x.shape)
+            log_variance = v_frac * max_log + (1.0 - v_frac) * min_log
+            return torch.exp(log_variance), log_variance, v_frac
+        if self.var_type is VarType.FIXED_LARGE:
+            variance, log_variance = self._large_variance, self._large_log_variance
+        else:
+            variance = self.schedule.posterior_variance
+            log_variance = self.schedule.posterior_log_variance_clipped
+        return (extract(variance, t, x.shape).expand(x.shape),
+                extract(log_variance, t, x.shape).expand(x.shape), None)
+
+    def p_mean_variance(self, model, x, t, model_kwargs=None, clip_denoised: bool = False,
+                        model_output: torch.Tensor | None = None) -> dict:
+        """p_theta(x_{t-1} | x_t) = N(mean, variance) from one model evaluation.
+
+        `t` indexes this diffusion's schedule. With `model_output` given the model is not
+        called. pred_xstart is the model's x0 estimate, clamped to [-1, 1] when
+        clip_denoised; mean is the posterior mean q(x_{t-1} | x_t, pred_xstart); pred_eps
+        is the eps consistent with (x_t, pred_xstart).
+
+        Returns dict(mean, variance, log_variance, pred_xstart, pred_eps: x's shape;
+        v_frac: x's shape for learned_range else None; model_output: the raw output).
+        """
+        self._check_t(t, x)
+        if model_output is None:
+            model_output = self.run_model(model, x, t, model_kwargs)
+        else:
+            model_output = self._check_output(model_output, x)
+        mean_output, raw_variance = self._split_output(model_output)
+        variance, log_variance, v_frac = self._variance(raw_variance, x, t)
+
+        if self.mean_type is MeanType.EPS:
+            pred_xstart = self.x0_from_eps(x, t, mean_output)
+            pred_eps = mean_output
+        elif self.mean_type is MeanType.X0:
+            pred_xstart = mean_output
+            pred_eps = None
+        else:
+            pred_xstart = self.x0_from_v(x, t, mean_output)
+            pred_eps = self.eps_from_v(x, t, mean_output)
+        if clip_denoised:
+            pred_xstart = pred_xstart.clamp(-1.0, 1.0)
+            pred_eps = None
+        if pred_eps is None:
+            pred_eps = self.eps_from_x0(x, t, pred_xstart)
+        mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x, t)
+        return {
+            "mean": mean,
+            "variance": variance,
+            "log_variance": log_variance,
+            "pred_xstart": pred_xstart,
+            "pred_eps": pred_eps,
+            "v_frac": v_frac,
+            "model_output": model_output,
+        }
+
+    # ------------------------------------------------------------------ variational bound
+    def decoder_nll(self, x0, mean, log_variance) -> torch.Tensor:
+        """-log p(x0 | x_1) in bits/dim, (B,): discretized Gaussian (images) or density."""
+        log_scales = 0.5 * log_variance
+        if self.data_kind is DataKind.IMAGE:
+            log_likelihood = discretized_gaussian_log_likelihood(x0, mean, log_scales)
+        else:
+            log_likelihood = gaussian_log_likelihood(x0, mean, log_scales)
+        return -mean_flat(log_likelihood) / math.log(2.0)
+
+    def vlb_terms(self, model, x0, x_t, t, model_kwargs=None, clip_denoised: bool = False,
+                  model_output: torch.Tensor | None = None) -> dict:
+        """The VLB term at t per batch element, in bits/dim.
+
+        L_t = KL(q(x_{t-1} | x_t, x0) || p_theta(x_{t-1} | x_t)) for t >= 1 and the decoder
+        NLL -log p_theta(x0 | x_1) at t = 0 (discretized Gaussian for images, Gaussian
+        density for continuous data), both averaged over dimensions and divided by ln 2.
+        Returns dict(output (B,), pred_xstart (x0's shape)).
+        """
+        true_mean, _, true_log_variance = self.q_posterior_mean_variance(x0, x_t, t)
+        out = self.p_mean_variance(model, x_t, t, model_kwargs, clip_denoised, model_output)
+        kl = mean_flat(normal_kl(true_mean, true_log_variance, out["mean"], out["log_variance"]))
+        kl = kl / math.log(2.0)
+        nll = self.decoder_nll(x0, out["mean"], out["log_variance"])
+        return {"output": torch.where(t == 0, nll, kl), "pred_xstart": out["pred_xstart"]}
+
+    def prior_bpd(self, x0: torch.Tensor) -> torch.Tensor:
+        """KL(q(x_T | x0) || N(0, I)) in bits/dim, (B,). Not trained; near 0 for a good schedule."""
+        t = torch.full((x0.shape[0],), self.num_timesteps - 1, device=x0.device, dtype=torch.long)
+        mean, _, log_variance = self.q_mean_variance(x0, t)
+        kl = normal_kl(mean, log_variance.expand(x0.shape), 0.0, 0.0)
+        return mean_flat(kl) / math.log(2.0)
+
+    # ------------------------------------------------------------------ training
+    def training_losses(self, model, x0, t, model_kwargs=None, noise=None) -> dict:
+        """Per-example losses at timesteps t (B,): dict(loss, mse, vlb), each (B,).
+
+        - mse: mean over non-batch dims of (target - mean channels)^2, target = eps, x0 or v.
+        - vlb: the per-t VLB term L_t in bits/dim (see vlb_terms).
+          For "simple" it is computed from the same model output without gradient;
+          for "hybrid" it uses a stop-gradient (detached) mean and the live variance, so it
+          trains only the variance channels; for "vlb" both are live.
+        - loss: "simple" -> mse; "hybrid" -> mse + lambda_vlb * T * vlb (with lambda 0.001,
+          T = 1000 this is improved DDPM's hybrid L_simple + vb * T/1000); "vlb" -> vlb
+          (an unbiased estimate of the whole bound is T * E_t[vlb] + prior).
+        With loss "simple" and learned_range the variance channels receive no gradient.
+        """
+        self._check_t(t, x0)
+        if noise is None:
+            noise = torch.randn_like(x0)
+        x_t = self.q_sample(x0, t, noise)
+        model_output = self.run_model(model, x_t, t, model_kwargs)
+        mean_output, raw_variance = self._split_output(model_output)
+        target = self.target_from_x0_eps(x0, noise, t)
+        mse = mean_flat((target - mean_output) ** 2)
+
+        if self.loss_type is LossType.VLB:
+            vlb = self.vlb_terms(model, x0, x_t, t, model_output=model_output)["output"]
+            return {"loss": vlb, "mse": mse.detach(), "vlb": vlb}
+        if self.loss_type is LossType.HYBRID:
+            frozen_mean = mean_output.detach()
+            frozen = frozen_mean if raw_variance is None else torch.cat(
+                [frozen_mean, raw_variance], dim=1)
+            vlb = self.vlb_terms(model, x0, x_t, t, model_output=frozen)["output"]
+            loss = mse + self.lambda_vlb * self.num_timesteps * vlb
+            return {"loss": loss, "mse": mse, "vlb": vlb}
+        with torch.no_grad():
+            vlb = self.vlb_terms(model, x0, x_t, t, model_output=model_output.detach())["output"]
+        return {"loss": mse, "mse": mse, "vlb": vlb}
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def calc_bpd_loop(self, model, x0, model_kwargs=None, clip_denoised: bool | None = None,
+                      generator: torch.Generator | None = None) -> dict:
+        """The full variational bound per example, one model call per timestep.
+
+        For every t a fresh x_t ~ q(x_t | x0) is drawn (from `generator` when given) and
+        L_t evaluated. clip_denoised=None means True for images, False for continuous data.
+        Returns dict(total_bpd (B,) = vb.sum(1) + prior_bpd, prior_bpd (B,),
+        vb (B, T), xstart_mse (B, T), mse (B, T) eps-MSE); column t holds timestep t.
+        Units: bits/dim (see the module docstring).
+        """
+        if clip_denoised is None:
+            clip_denoised = self.data_kind is DataKind.IMAGE
+        batch = x0.shape[0]
+        vb, xstart_mse, eps_mse = [], [], []
+        for step in range(self.num_timesteps):
+            t = torch.full((batch,), step, device=x0.device, dtype=torch.long)
+            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype,
+                                device=x0.device)
+            x_t = self.q_sample(x0, t, noise)
+            terms = self.vlb_terms(model, x0, x_t, t, model_kwargs, clip_denoised)
+            vb.append(terms["output"])
+            xstart_mse.append(mean_flat((terms["pred_xstart"] - x0) ** 2))
+            eps = self.eps_from_x0(x_t, t, terms["pred_xstart"])
+            eps_mse.append(mean_flat((eps - noise) ** 2))
+        vb = torch.stack(vb, dim=1)
+        prior = self.prior_bpd(x0)
+        return {
+            "total_bpd": vb.sum(dim=1) + prior,
+            "prior_bpd": prior,
+            "vb": vb,
+            "xstart_mse": torch.stack(xstart_mse, dim=1),
+            "mse": torch.stack(eps_mse, dim=1),
+        }
