@@ -75,7 +75,7 @@ class ModelConfig:
         if self.channels % 8:
             raise ConfigError(f"{prefix}.channels", self.channels,
                               "must be a multiple of 8 (GroupNorm uses 8 groups or more)")
-        if not self.channel_mult or not all(
+        if not isinstance(self.channel_mult, (tuple, list)) or not self.channel_mult or not all(
             isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 16 for m in self.channel_mult
         ):
             raise ConfigError(f"{prefix}.channel_mult", self.channel_mult,
@@ -83,8 +83,9 @@ class ModelConfig:
         if len(self.channel_mult) > 5:
             raise ConfigError(f"{prefix}.channel_mult", self.channel_mult, "must have at most 5 levels")
         _check_int(f"{prefix}.num_res_blocks", self.num_res_blocks, 1, 8)
-        if not all(isinstance(r, int) and not isinstance(r, bool) and r >= 1
-                   for r in self.attention_resolutions):
+        if not isinstance(self.attention_resolutions, (tuple, list)) or not all(
+                isinstance(r, int) and not isinstance(r, bool) and r >= 1
+                for r in self.attention_resolutions):
             raise ConfigError(f"{prefix}.attention_resolutions", self.attention_resolutions,
                               "must be a list of positive integers (feature-map sizes)")
         _check_int(f"{prefix}.num_heads", self.num_heads, 1, 64)
@@ -148,7 +149,7 @@ class TrainConfig:
     def validate(self, prefix: str = "train") -> None:
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"{prefix}.dataset", self.dataset, "must name a data set or a path")
-        if self.image_size not in (8, 16, 28, 32, 64):
+        if not isinstance(self.image_size, int) or self.image_size not in (8, 16, 28, 32, 64):
             raise ConfigError(f"{prefix}.image_size", self.image_size, "must be one of 8, 16, 28, 32, 64")
         if not isinstance(self.grayscale, bool):
             raise ConfigError(f"{prefix}.grayscale", self.grayscale, "must be true or false")
