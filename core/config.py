@@ -62,7 +62,9 @@ class ModelConfig:
     channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 2)
     num_res_blocks: int = 2
-    attention_resolutions: tuple[int, ...] = (16,)
+    # feature-map sizes with self-attention besides the middle block (which always has it);
+    # empty by default so any image size works, presets name e.g. (16,) for 32x32
+    attention_resolutions: tuple[int, ...] = ()
     num_heads: int = 4
     dropout: float = 0.0
     # MLP (2-D data)
