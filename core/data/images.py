@@ -175,8 +175,10 @@ def decode_image(path, size: int, grayscale: bool) -> np.ndarray:
         image = _normalise_mode(image)
         width, height = image.size
         side = min(width, height)
-        box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
-        image = image.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)
+        left, top = (width - side) // 2, (height - side) // 2
+        if width != height:  # crop first, so the filter never reaches outside the square
+            image = image.crop((left, top, left + side, top + side))
+        image = image.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     image = _flatten_alpha(image).convert(target_mode)
     return np.asarray(image, dtype=np.uint8).reshape(size, size, -1)
 
