@@ -1,0 +1,49 @@
+"""`python -m app` / `diffusion-explorer`: open the main window."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def prewarm_torch() -> None:
+    """Import torch.optim in the main thread now: done lazily inside a worker it costs ~1 s
+    with the GIL held and freezes the window (QT-NOTES pitfall 7)."""
+    import torch
+
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
+
+
+def configure_threads() -> None:
+    """One intra-op torch thread on small CPUs: more makes small models much slower."""
+    import torch
+
+    if (os.cpu_count() or 1) <= 4:
+        torch.set_num_threads(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+    from PySide6.QtWidgets import QApplication
+
+    from app import APPLICATION, ORGANIZATION
+
+    argv = list(sys.argv if argv is None else argv)
+    QApplication.setOrganizationName(ORGANIZATION)
+    QApplication.setApplicationName(APPLICATION)
+    app = QApplication.instance() or QApplication(argv)
+    app.setStyle("Fusion")
+    from app.style import apply_style
+
+    apply_style(app)
+    configure_threads()
+    prewarm_torch()
+    from app.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

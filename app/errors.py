@@ -1,0 +1,35 @@
+"""Turn exceptions from core code into messages a user can read and act on."""
+
+from __future__ import annotations
+
+OOM_ADVICE = ("Out of memory. Try a smaller batch size or a smaller model size, "
+              "or train on another device.")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch's CUDA/MPS out-of-memory errors and for a host MemoryError."""
+    if isinstance(exc, MemoryError):
+        return True
+    name = type(exc).__name__
+    text = str(exc).lower()
+    return name == "OutOfMemoryError" or "out of memory" in text
+
+
+def describe_error(exc: BaseException, action: str = "") -> str:
+    """One readable paragraph: what failed, why, and what to try.
+
+    `action` names what the user was doing ("Training", "Loading checkpoint").
+    """
+    prefix = f"{action} failed: " if action else ""
+    name = type(exc).__name__
+    if is_out_of_memory(exc):
+        return prefix + OOM_ADVICE
+    if name == "TrainingDiverged":
+        return (prefix + f"{exc} The weights are those of the last good step. "
+                "Try a lower learning rate or stronger gradient clipping.")
+    if name in ("ConfigError", "DataError", "CheckpointError"):
+        return prefix + str(exc)
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return prefix + f"{exc.strerror or exc}{where}"
+    return prefix + f"{name}: {exc}"

@@ -1,0 +1,97 @@
+"""Short background tasks (load a data set, describe a model, load a checkpoint, compute
+entropy curves) run off the GUI thread; for each job name only the newest result is used."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.workers import TaskWorker, WorkerThread
+
+
+class _Job(QObject):
+    """GUI-thread relay between one TaskWorker and the callbacks (queued delivery)."""
+
+    def __init__(self, runner: JobRunner, name: str, generation: int,
+                 on_result: Callable[[Any], None], on_error: Callable[[str], None] | None):
+        super().__init__(runner)
+        self.runner, self.name, self.generation = runner, name, generation
+        self.on_result, self.on_error = on_result, on_error
+        self.thread: WorkerThread | None = None
+
+    def current(self) -> bool:
+        return self.runner.generation(self.name) == self.generation
+
+    @Slot(object)
+    def result(self, value) -> None:
+        if self.current():
+            self.on_result(value)
+
+    @Slot(str)
+    def failed(self, message: str) -> None:
+        if self.current():
+            if self.on_error is not None:
+                self.on_error(message)
+            else:
+                self.runner.failed.emit(message)
+
+    @Slot(str)
+    def done(self, _status: str) -> None:
+        self.runner._finish(self)
+
+
+class JobRunner(QObject):
+    """`submit(name, fn, on_result)` runs fn(progress, should_stop) in its own thread."""
+
+    failed = Signal(str)
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent: QObject):
+        super().__init__(parent)
+        self._generations: dict[str, int] = {}
+        self._jobs: list[_Job] = []
+
+    def generation(self, name: str) -> int:
+        return self._generations.get(name, 0)
+
+    def busy(self, name: str | None = None) -> bool:
+        return any(name is None or job.name == name for job in self._jobs)
+
+    def submit(self, name: str, fn: Callable, on_result: Callable[[Any], None],
+               on_error: Callable[[str], None] | None = None, action: str = "") -> None:
+        """Start `fn(progress, should_stop)`; an older job of the same name is told to stop
+        and its result, if any, is ignored."""
+        generation = self.generation(name) + 1
+        self._generations[name] = generation
+        for job in self._jobs:
+            if job.name == name and job.thread is not None:
+                job.thread.stop()
+        job = _Job(self, name, generation, on_result, on_error)
+        worker = TaskWorker(fn, action=action)
+        worker.result.connect(job.result)
+        worker.failed.connect(job.failed)
+        job.thread = WorkerThread(worker, self.parent())
+        job.thread.done.connect(job.done)
+        was_busy = bool(self._jobs)
+        self._jobs.append(job)
+        job.thread.start()
+        if not was_busy:
+            self.busy_changed.emit(True)
+
+    def _finish(self, job: _Job) -> None:
+        if job in self._jobs:
+            self._jobs.remove(job)
+        if job.thread is not None:
+            job.thread.deleteLater()
+            job.thread = None
+        job.deleteLater()
+        if not self._jobs:
+            self.busy_changed.emit(False)
+
+    def stop_all(self, wait_ms: int = -1) -> None:
+        """Stop every job and wait for its thread (used when the window closes)."""
+        for job in list(self._jobs):
+            if job.thread is not None:
+                job.thread.stop(wait_ms)

@@ -1,0 +1,467 @@
+"""The experiment panel: every setting of a run, validated by core.config as the user types.
+
+An invalid setting is named inline under its field and in `configError`, and the panel
+reports `None` instead of a config (the main window then disables Start).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.widgets.spinboxes import ScientificSpinBox
+from core import config as core_config
+from core.config import ConfigError, ExperimentConfig, ModelConfig
+
+FOLDER_ITEM = "@folder"
+DRAW_ITEM = "@draw"
+DRAWN_DATASET = "drawn"
+
+# Architecture sizes offered in the panel (UI choices, not math). For images the levels are
+# cut to what the image size allows and attention sits at the lowest `attention_levels`
+# feature-map sizes, both taken from core.models.feature_map_sizes.
+MODEL_SIZES: dict[str, dict] = {
+    "tiny": dict(channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=0,
+                 num_heads=1, hidden=64, mlp_blocks=2),
+    "small": dict(channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=1,
+                  num_heads=2, hidden=128, mlp_blocks=3),
+    "medium": dict(channels=64, channel_mult=(1, 2, 2), num_res_blocks=2, attention_levels=1,
+                   num_heads=4, hidden=256, mlp_blocks=4),
+    "large": dict(channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attention_levels=2,
+                  num_heads=4, hidden=512, mlp_blocks=6),
+}
+PRESET_SIZE = "@preset"
+
+DATASET_LABELS = {
+    "8gaussians": "8 Gaussians (2-D)",
+    "gaussian": "Gaussian (2-D)",
+    "grid25": "25 Gaussians grid (2-D)",
+    "moons": "Two moons (2-D)",
+    "swissroll": "Swiss roll (2-D)",
+    "spiral": "Spiral (2-D)",
+    "checkerboard": "Checkerboard (2-D)",
+    "circles": "Circles (2-D)",
+    "mnist": "MNIST (28×28)",
+    "digits": "Digits (8×8)",
+    DRAWN_DATASET: "Drawn points (2-D)",
+}
+MEAN_LABELS = {"eps": "ε (noise)", "x0": "x₀", "v": "v"}
+VARIANCE_LABELS = {"fixed_small": "fixed small (β̃ₜ)", "fixed_large": "fixed large (βₜ)",
+                   "learned_range": "learned range (Σθ)"}
+LOSS_LABELS = {"simple": "simple (MSE)", "hybrid": "hybrid (simple + λ·vlb)", "vlb": "vlb"}
+
+
+def is_vector_dataset(name: str) -> bool:
+    """2-D toys and drawn points are vectors; everything else (names, folders) images."""
+    try:
+        from core.data.toys import TOY_NAMES
+    except ImportError:
+        TOY_NAMES = ("8gaussians", "moons", "swissroll", "checkerboard")
+    return name in TOY_NAMES or name == DRAWN_DATASET
+
+
+def sized_model(size: str, base: ModelConfig, vector_data: bool, image_size: int) -> ModelConfig:
+    """The ModelConfig of `size` for the data: an MLP for vectors, a UNet that fits
+    image_size (fewer levels where the image is too small) for images."""
+    from core.models import ArchitectureError, feature_map_sizes
+
+    spec = dict(MODEL_SIZES[size])
+    attention_levels = spec.pop("attention_levels")
+    mult = tuple(spec.pop("channel_mult"))
+    attention: tuple[int, ...] = ()
+    if not vector_data:
+        while len(mult) > 1:
+            try:
+                sizes = feature_map_sizes(image_size, mult)
+                break
+            except ArchitectureError:
+                mult = mult[:-1]
+        else:
+            sizes = [image_size]
+        attention = tuple(sizes[len(sizes) - attention_levels:]) if attention_levels else ()
+    return replace(base, kind="auto", channel_mult=mult, attention_resolutions=attention, **spec)
+
+
+def dataset_names() -> list[str]:
+    try:
+        from core.data import DATASET_NAMES
+    except ImportError:
+        return ["8gaussians", "moons", "swissroll", "checkerboard", "mnist", "digits"]
+    return list(DATASET_NAMES)
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(value, label) for "auto" and each device torch can use here."""
+    import torch
+
+    devices = [("auto", "auto"), ("cpu", "CPU")]
+    if torch.cuda.is_available():
+        devices.append(("cuda", f"CUDA ({torch.cuda.get_device_name(0)})"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append(("mps", "Apple MPS"))
+    return devices
+
+
+def _combo(name: str, items: list[tuple[str, str]]) -> QComboBox:
+    combo = QComboBox()
+    combo.setObjectName(name)
+    for value, label in items:
+        combo.addItem(label, value)
+    return combo
+
+
+def _spin(name: str, lo: int, hi: int, step: int = 1) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setObjectName(name)
+    spin.setRange(lo, hi)
+    spin.setSingleStep(step)
+    spin.setGroupSeparatorShown(True)
+    return spin
+
+
+def _set_combo_value(combo: QComboBox, value) -> bool:
+    index = combo.findData(value)
+    if index >= 0:
+        combo.setCurrentIndex(index)
+        return True
+    return False
+
+
+class ExperimentPanel(QWidget):
+    """Settings form. Emits `config_edited(ExperimentConfig | None)` after every edit."""
+
+    config_edited = Signal(object)
+    preset_chosen = Signal(str)
+    dataset_action = Signal(str)  # "folder" | "draw": the window opens the dialog
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("experimentPanel")
+        self._base = ExperimentConfig()
+        self._updating = False
+        self._last_dataset_index = 0
+        self._error_labels: dict[QWidget, QLabel] = {}
+        self._forms: dict[QWidget, QFormLayout] = {}
+        self.last_error: ConfigError | None = None
+
+        self.presetCombo = QComboBox()
+        self.presetCombo.setObjectName("presetCombo")
+        self.datasetCombo = _combo("datasetCombo", [])
+        self.classConditionalCheck = QCheckBox("class-conditional (labels)")
+        self.classConditionalCheck.setObjectName("classConditionalCheck")
+        self.modelSizeCombo = _combo("modelSizeCombo",
+                                     [(name, name) for name in MODEL_SIZES])
+        self.scheduleCombo = _combo("scheduleCombo", [(s, s) for s in core_config.SCHEDULES])
+        self.timestepsSpin = _spin("timestepsSpin", 0, 100_000, 10)
+        self.meanTypeCombo = _combo("meanTypeCombo",
+                                    [(m, MEAN_LABELS.get(m, m)) for m in core_config.MEAN_TYPES])
+        self.varianceTypeCombo = _combo(
+            "varianceTypeCombo",
+            [(v, VARIANCE_LABELS.get(v, v)) for v in core_config.VARIANCE_TYPES])
+        self.lossTypeCombo = _combo("lossTypeCombo",
+                                    [(v, LOSS_LABELS.get(v, v)) for v in core_config.LOSS_TYPES])
+        self.learningRateSpin = ScientificSpinBox()
+        self.learningRateSpin.setObjectName("learningRateSpin")
+        self.learningRateSpin.setRange(0.0, 10.0)
+        self.batchSizeSpin = _spin("batchSizeSpin", 0, 1_000_000, 16)
+        self.trainStepsSpin = _spin("trainStepsSpin", 0, 100_000_000, 100)
+        self.deviceCombo = _combo("deviceCombo", available_devices())
+        self.seedSpin = _spin("seedSpin", -1, 2**31 - 1)
+        self.configError = QLabel()
+        self.configError.setObjectName("configError")
+        self.configError.setWordWrap(True)
+        self.configError.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self._fill_presets()
+        self._fill_datasets()
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.setSpacing(6)
+        preset_form = self._group(layout, None)
+        preset_form.addRow("Preset", self.presetCombo)
+        data_form = self._group(layout, "Data")
+        self._row(data_form, "Data set", self.datasetCombo)
+        data_form.addRow("", self.classConditionalCheck)
+        model_form = self._group(layout, "Model and diffusion")
+        self._row(model_form, "Model size", self.modelSizeCombo)
+        self._row(model_form, "Schedule", self.scheduleCombo)
+        self._row(model_form, "Steps T", self.timestepsSpin)
+        self._row(model_form, "Mean", self.meanTypeCombo)
+        self._row(model_form, "Variance", self.varianceTypeCombo)
+        self._row(model_form, "Loss", self.lossTypeCombo)
+        train_form = self._group(layout, "Training")
+        self._row(train_form, "Learning rate", self.learningRateSpin)
+        self._row(train_form, "Batch size", self.batchSizeSpin)
+        self._row(train_form, "Train steps", self.trainStepsSpin)
+        self._row(train_form, "Device", self.deviceCombo)
+        self._row(train_form, "Seed", self.seedSpin)
+        layout.addWidget(self.configError)
+        self.configError.hide()
+
+        self._field_widgets = {
+            "train.dataset": self.datasetCombo, "train.image_size": self.datasetCombo,
+            "train.grayscale": self.datasetCombo, "train.num_samples": self.datasetCombo,
+            "train.class_conditional": self.classConditionalCheck,
+            "diffusion.schedule": self.scheduleCombo, "diffusion.timesteps": self.timestepsSpin,
+            "diffusion.mean_type": self.meanTypeCombo,
+            "diffusion.variance_type": self.varianceTypeCombo,
+            "diffusion.loss_type": self.lossTypeCombo, "diffusion.lambda_vlb": self.lossTypeCombo,
+            "diffusion.timestep_sampler": self.lossTypeCombo,
+            "train.lr": self.learningRateSpin, "train.batch_size": self.batchSizeSpin,
+            "train.steps": self.trainStepsSpin, "train.device": self.deviceCombo,
+            "train.seed": self.seedSpin,
+        }
+
+        for combo in (self.scheduleCombo, self.meanTypeCombo, self.varianceTypeCombo,
+                      self.lossTypeCombo, self.deviceCombo, self.modelSizeCombo):
+            combo.currentIndexChanged.connect(self._on_edit)
+        for spin in (self.timestepsSpin, self.batchSizeSpin, self.trainStepsSpin, self.seedSpin):
+            spin.valueChanged.connect(self._on_edit)
+        self.learningRateSpin.valueChanged.connect(self._on_edit)
+        self.classConditionalCheck.toggled.connect(self._on_edit)
+        self.datasetCombo.currentIndexChanged.connect(self._on_dataset_index)
+        self.presetCombo.activated.connect(self._on_preset_activated)
+
+    # -- layout helpers ---------------------------------------------------------------
+    def _group(self, layout: QVBoxLayout, title: str | None) -> QFormLayout:
+        box = QGroupBox(title) if title else QWidget()
+        form = QFormLayout(box)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setContentsMargins(6, 4 if title else 0, 6, 4)
+        form.setVerticalSpacing(4)
+        layout.addWidget(box)
+        return form
+
+    def _row(self, form: QFormLayout, label: str, widget: QWidget) -> None:
+        form.addRow(label, widget)
+        error = QLabel()
+        error.setObjectName("fieldError")
+        error.setWordWrap(True)
+        form.addRow("", error)
+        form.setRowVisible(error, False)
+        self._error_labels[widget] = error
+        self._forms[widget] = form
+
+    def _fill_presets(self) -> None:
+        try:
+            from core.presets import list_presets
+            names = list_presets()
+        except (ImportError, OSError):
+            names = []
+        self.presetCombo.clear()
+        for name in names:
+            self.presetCombo.addItem(name, name)
+        self.presetCombo.addItem("custom", "")
+
+    def _fill_datasets(self) -> None:
+        self.datasetCombo.clear()
+        for name in dataset_names():
+            self.datasetCombo.addItem(DATASET_LABELS.get(name, name), name)
+        self.datasetCombo.insertSeparator(self.datasetCombo.count())
+        self.datasetCombo.addItem("Open image folder…", FOLDER_ITEM)
+        self.datasetCombo.addItem("Draw…", DRAW_ITEM)
+
+    # -- public API -------------------------------------------------------------------
+    def preset_names(self) -> list[str]:
+        return [self.presetCombo.itemData(i) for i in range(self.presetCombo.count())
+                if self.presetCombo.itemData(i)]
+
+    def set_config(self, cfg: ExperimentConfig, preset: str | None = None) -> None:
+        """Show `cfg` in the widgets (emits one config_edited afterwards)."""
+        self._updating = True
+        try:
+            self._base = copy.deepcopy(cfg)
+            if preset is not None:
+                _set_combo_value(self.presetCombo, preset)
+            else:
+                _set_combo_value(self.presetCombo, "")
+            self._select_dataset(cfg.train.dataset)
+            self.classConditionalCheck.setChecked(bool(cfg.train.class_conditional))
+            self._select_model_size(cfg)
+            _set_combo_value(self.scheduleCombo, cfg.diffusion.schedule)
+            self.timestepsSpin.setValue(int(cfg.diffusion.timesteps))
+            _set_combo_value(self.meanTypeCombo, cfg.diffusion.mean_type)
+            _set_combo_value(self.varianceTypeCombo, cfg.diffusion.variance_type)
+            _set_combo_value(self.lossTypeCombo, cfg.diffusion.loss_type)
+            self.learningRateSpin.setValue(float(cfg.train.lr))
+            self.batchSizeSpin.setValue(int(cfg.train.batch_size))
+            self.trainStepsSpin.setValue(int(cfg.train.steps))
+            if not _set_combo_value(self.deviceCombo, cfg.train.device):
+                _set_combo_value(self.deviceCombo, "auto")
+            self.seedSpin.setValue(int(cfg.train.seed))
+        finally:
+            self._updating = False
+        self._on_edit()
+
+    def current_config(self) -> ExperimentConfig:
+        """The settings as shown (not validated)."""
+        base = copy.deepcopy(self._base)
+        size = self.modelSizeCombo.currentData()
+        vector_data = is_vector_dataset(self.dataset_value())
+        if size == PRESET_SIZE or size is None:
+            model = base.model
+            if (model.kind == "mlp") != vector_data and model.kind != "auto":
+                # the preset's network is for the other kind of data: let core pick
+                model = replace(model, kind="auto")
+        else:
+            model = sized_model(size, base.model, vector_data, base.train.image_size)
+        timesteps = self.timestepsSpin.value()
+        diffusion = replace(base.diffusion,
+                            schedule=self.scheduleCombo.currentData(),
+                            timesteps=timesteps,
+                            mean_type=self.meanTypeCombo.currentData(),
+                            variance_type=self.varianceTypeCombo.currentData(),
+                            loss_type=self.lossTypeCombo.currentData())
+        if diffusion.loss_type == "simple" and diffusion.timestep_sampler == "loss-aware":
+            diffusion = replace(diffusion, timestep_sampler="uniform")
+        train = replace(base.train,
+                        dataset=self.dataset_value(),
+                        class_conditional=self.classConditionalCheck.isChecked(),
+                        lr=float(self.learningRateSpin.value()),
+                        batch_size=self.batchSizeSpin.value(),
+                        steps=self.trainStepsSpin.value(),
+                        device=self.deviceCombo.currentData(),
+                        seed=self.seedSpin.value())
+        if timesteps >= 2 and train.probe_timesteps > timesteps:
+            # the probe looks at most at every timestep
+            train = replace(train, probe_timesteps=timesteps)
+        return ExperimentConfig(model=model, diffusion=diffusion, train=train, name=base.name)
+
+    def validate(self) -> ExperimentConfig | None:
+        """Validate the shown settings; marks the bad field. Returns the config or None."""
+        cfg = self.current_config()
+        self._clear_errors()
+        try:
+            if cfg.train.dataset in (FOLDER_ITEM, DRAW_ITEM):
+                raise ConfigError("train.dataset", cfg.train.dataset,
+                                  "choose a data set, an image folder or draw points")
+            cfg.validate()
+        except ConfigError as exc:
+            self.last_error = exc
+            self._show_error(exc)
+            return None
+        self.last_error = None
+        return cfg
+
+    def dataset_value(self) -> str:
+        return str(self.datasetCombo.currentData() or "")
+
+    def add_dataset_path(self, path: str) -> None:
+        """Add an image folder to the data-set list and select it."""
+        index = self.datasetCombo.findData(path)
+        if index < 0:
+            index = self.datasetCombo.count() - 3  # before the separator
+            self.datasetCombo.insertItem(index + 1, f"Folder: {path}", path)
+            index += 1
+        self.datasetCombo.setCurrentIndex(index)
+
+    def select_drawn_dataset(self, count: int) -> None:
+        index = self.datasetCombo.findData(DRAWN_DATASET)
+        label = f"Drawn points ({count})"
+        if index < 0:
+            index = self.datasetCombo.count() - 3
+            self.datasetCombo.insertItem(index + 1, label, DRAWN_DATASET)
+            index += 1
+        else:
+            self.datasetCombo.setItemText(index, label)
+        self.datasetCombo.setCurrentIndex(index)
+
+    def set_editable(self, editable: bool) -> None:
+        """Lock the settings while a run is in progress (Start after Stop unlocks them)."""
+        for child in self.findChildren(QGroupBox):
+            child.setEnabled(editable)
+        self.presetCombo.setEnabled(editable)
+
+    @property
+    def error_text(self) -> str:
+        return self.configError.text()
+
+    # -- internals ---------------------------------------------------------------------
+    def _select_dataset(self, name: str) -> None:
+        if not _set_combo_value(self.datasetCombo, name):
+            if name == DRAWN_DATASET:
+                self.select_drawn_dataset(0)
+            else:
+                self.add_dataset_path(name)
+        self._last_dataset_index = self.datasetCombo.currentIndex()
+
+    def _select_model_size(self, cfg: ExperimentConfig) -> None:
+        model = cfg.model
+        vector_data = is_vector_dataset(cfg.train.dataset)
+        for name in MODEL_SIZES:
+            if sized_model(name, model, vector_data, cfg.train.image_size) == model:
+                _set_combo_value(self.modelSizeCombo, name)
+                return
+        index = self.modelSizeCombo.findData(PRESET_SIZE)
+        label = (f"preset ({model.hidden} hidden, {model.mlp_blocks} blocks)" if vector_data
+                 else f"preset ({model.channels} ch, {len(model.channel_mult)} levels)")
+        if index < 0:
+            self.modelSizeCombo.addItem(label, PRESET_SIZE)
+            index = self.modelSizeCombo.count() - 1
+        else:
+            self.modelSizeCombo.setItemText(index, label)
+        self.modelSizeCombo.setCurrentIndex(index)
+
+    def _on_dataset_index(self, index: int) -> None:
+        value = self.datasetCombo.itemData(index)
+        if value in (FOLDER_ITEM, DRAW_ITEM):
+            # the dialog decides; until then the previous data set stays selected
+            self.datasetCombo.blockSignals(True)
+            self.datasetCombo.setCurrentIndex(self._last_dataset_index)
+            self.datasetCombo.blockSignals(False)
+            if not self._updating:
+                self.dataset_action.emit("folder" if value == FOLDER_ITEM else "draw")
+            return
+        self._last_dataset_index = index
+        self._on_edit()
+
+    def _on_preset_activated(self, index: int) -> None:
+        name = self.presetCombo.itemData(index)
+        if name:
+            self.preset_chosen.emit(name)
+
+    def _on_edit(self, *_args) -> None:
+        if self._updating:
+            return
+        cfg = self.validate()
+        self.config_edited.emit(cfg)
+
+    def _clear_errors(self) -> None:
+        self.configError.clear()
+        self.configError.hide()
+        for widget, label in self._error_labels.items():
+            label.clear()
+            self._forms[widget].setRowVisible(label, False)
+            if widget.property("invalid"):
+                widget.setProperty("invalid", False)
+                widget.style().unpolish(widget)
+                widget.style().polish(widget)
+
+    def _show_error(self, exc: ConfigError) -> None:
+        self.configError.setText(f"⚠ {exc}")
+        self.configError.show()
+        widget = self._field_widgets.get(exc.field)
+        if widget is None and exc.field.startswith("model."):
+            widget = self.modelSizeCombo
+        if widget is not None:
+            label = self._error_labels[widget]
+            label.setText(f"{exc.value!r}: {exc.allowed}")
+            self._forms[widget].setRowVisible(label, True)
+            widget.setProperty("invalid", True)
+            widget.style().unpolish(widget)
+            widget.style().polish(widget)
+            widget.setToolTip(str(exc))

@@ -1,0 +1,164 @@
+"""Live training curves: total loss, its simple and vlb parts, the loss in each quarter of t
+(as improved-diffusion logs it) and the gradient norm, raw and smoothed, optional log y."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from app.widgets.plots import color, make_plot, pen
+
+# history key -> legend text (what the curve is)
+LOSS_CURVES = [
+    ("loss", "total loss (the objective)"),
+    ("mse", "L_simple: MSE of the mean prediction"),
+    ("vlb", "L_vlb term (bits/dim, sampled t)"),
+    ("loss_q0", "loss, t in 1st quarter [0, T/4)"),
+    ("loss_q1", "loss, t in 2nd quarter"),
+    ("loss_q2", "loss, t in 3rd quarter"),
+    ("loss_q3", "loss, t in 4th quarter [3T/4, T)"),
+    ("grad_norm", "gradient norm (before clipping)"),
+]
+DEFAULT_VISIBLE = {"loss", "mse", "vlb", "grad_norm"}
+SMOOTHING = 0.95  # exponential moving average weight of the smoothed curves
+REDRAW_MS = 66
+
+
+def ema_smooth(values: np.ndarray, weight: float, start: float | None = None) -> np.ndarray:
+    """Exponential moving average for display, skipping NaNs (TensorBoard-style smoothing)."""
+    out = np.empty_like(values)
+    last = start
+    for i, v in enumerate(values):
+        if np.isfinite(v):
+            last = v if last is None or not np.isfinite(last) else weight * last + (1 - weight) * v
+        out[i] = np.nan if last is None else last
+    return out
+
+
+class LossPanel(QWidget):
+    """`lossPlot` with one raw (faint) and one smoothed curve per metric.
+
+    Redraws at most every REDRAW_MS ms while visible; the session only marks it dirty.
+    The checkboxes on the right, in each curve's colour, are the legend and show or hide it.
+    """
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.setObjectName("lossPanel")
+        self.session = session
+        self.lossPlot = make_plot("lossPlot", "Training loss", "training step", "loss",
+                                  log_y=True, legend=False)
+        self.rawCheck = QCheckBox("raw (faint)")
+        self.rawCheck.setObjectName("lossRawCheck")
+        self.rawCheck.setChecked(True)
+        self.smoothCheck = QCheckBox(f"smoothed (EMA {SMOOTHING})")
+        self.smoothCheck.setObjectName("lossSmoothCheck")
+        self.smoothCheck.setChecked(True)
+        self.logCheck = QCheckBox("log y")
+        self.logCheck.setObjectName("lossLogCheck")
+        self.logCheck.setChecked(True)
+        self.summary = QLabel("No training yet. Press Start.")
+        self.summary.setObjectName("lossSummary")
+        self.summary.setWordWrap(True)
+
+        curves_box = QGroupBox("Curves")
+        curves_layout = QVBoxLayout(curves_box)
+        curves_layout.setSpacing(2)
+        self.curve_checks: dict[str, QCheckBox] = {}
+        for index, (key, label) in enumerate(LOSS_CURVES):
+            check = QCheckBox(label)
+            check.setObjectName(f"lossCurveCheck_{key}")
+            check.setStyleSheet(f"QCheckBox {{ color: {color(index)}; font-weight: 600; }}")
+            check.setChecked(key in DEFAULT_VISIBLE)
+            check.toggled.connect(self._apply_toggles)
+            curves_layout.addWidget(check)
+            self.curve_checks[key] = check
+        view_box = QGroupBox("Display")
+        view_layout = QVBoxLayout(view_box)
+        view_layout.setSpacing(2)
+        for check in (self.rawCheck, self.smoothCheck, self.logCheck):
+            view_layout.addWidget(check)
+        side = QVBoxLayout()
+        side.addWidget(curves_box)
+        side.addWidget(view_box)
+        side.addWidget(self.summary)
+        side.addStretch(1)
+        side_widget = QWidget()
+        side_widget.setLayout(side)
+        side_widget.setFixedWidth(250)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.lossPlot, 1)
+        layout.addWidget(side_widget)
+
+        item = self.lossPlot.getPlotItem()
+        item.setDownsampling(auto=True, mode="peak")
+        item.setClipToView(True)
+        self.raw_curves = {}
+        self.smooth_curves = {}
+        self._smoothed: dict[str, np.ndarray] = {}
+        for index, (key, label) in enumerate(LOSS_CURVES):
+            raw = item.plot([], [], pen=pen(index, width=1, alpha=70), name=f"{label} (raw)")
+            smooth = item.plot([], [], pen=pen(index, width=1.5), name=f"{label} (smoothed)")
+            self.raw_curves[key] = raw
+            self.smooth_curves[key] = smooth
+        self._apply_toggles()
+        self.logCheck.toggled.connect(lambda on: item.setLogMode(y=on))
+        self.rawCheck.toggled.connect(self._apply_toggles)
+        self.smoothCheck.toggled.connect(self._apply_toggles)
+        self._dirty = False
+        self._smoothed_len = 0
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+        session.metrics_appended.connect(self._mark_dirty)
+        session.history_reset.connect(self._on_reset)
+
+    def _mark_dirty(self, *_args) -> None:
+        self._dirty = True
+
+    def _on_reset(self) -> None:
+        self._smoothed = {}
+        self._smoothed_len = 0
+        self._dirty = True
+        self.redraw(force=True)
+
+    def _apply_toggles(self, *_args) -> None:
+        raw_on, smooth_on = self.rawCheck.isChecked(), self.smoothCheck.isChecked()
+        for key, check in self.curve_checks.items():
+            self.raw_curves[key].setVisible(check.isChecked() and raw_on)
+            self.smooth_curves[key].setVisible(check.isChecked() and smooth_on)
+
+    def visible_keys(self) -> list[str]:
+        return [key for key, check in self.curve_checks.items() if check.isChecked()]
+
+    def redraw(self, force: bool = False) -> None:
+        """Copy new history into the curves (cheap) if something changed."""
+        if not self._dirty or (not force and not self.isVisible()):
+            return
+        self._dirty = False
+        history = self.session.history
+        steps = history.column("step")
+        n = len(steps)
+        if n == 0:
+            for curve in list(self.raw_curves.values()) + list(self.smooth_curves.values()):
+                curve.setData([], [])
+            self.summary.setText("No training yet. Press Start.")
+            return
+        for key in self.raw_curves:
+            values = history.column(key)
+            self.raw_curves[key].setData(steps, values, connect="finite")
+            previous = self._smoothed.get(key, np.empty(0))
+            start = previous[-1] if len(previous) else None
+            new = ema_smooth(values[len(previous):], SMOOTHING, start)
+            smoothed = np.concatenate([previous, new]) if len(previous) else new
+            self._smoothed[key] = smoothed
+            self.smooth_curves[key].setData(steps, smoothed, connect="finite")
+        last_loss = history.last("loss")
+        self.summary.setText(f"step {int(history.last('step'))} · loss {last_loss:.4g}")
+
+    def showEvent(self, event):  # noqa: N802
+        super().showEvent(event)
+        self.redraw()

@@ -1,0 +1,142 @@
+"""The noise schedule: beta_t and beta-tilde_t (log y) with the learned Sigma_theta(t) between
+them, the ratio beta-tilde/beta and alpha-bar, and the SNR. Redrawn at once when the schedule
+or T changes; the learned variance comes from the trainer's probes (core.training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
+
+from app.widgets.plots import color, make_plot, pen
+
+
+def positive_or_nan(values: np.ndarray) -> np.ndarray:
+    """Values for a log axis: non-positive entries (beta-tilde_0 = 0) are left out."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(values > 0, values, np.nan)
+
+
+def probe_learned_variance(probe: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(t, Sigma_theta mean, band low/high) from a probe's log-variance statistics, or None
+    when the variance is not learned. The probe reports log Sigma_theta as mean +- std over
+    its batch; the band is exp(mean -+ std)."""
+    mean, std = probe.get("log_var_mean"), probe.get("log_var_std")
+    if mean is None or probe.get("t") is None:
+        return None
+    mean = np.asarray(mean, dtype=np.float64)
+    std = np.zeros_like(mean) if std is None else np.asarray(std, dtype=np.float64)
+    t = np.asarray(probe["t"], dtype=np.float64)
+    return t, np.exp(mean), np.stack([np.exp(mean - std), np.exp(mean + std)])
+
+
+class SchedulePanel(QWidget):
+    """`schedulePlot` (beta, beta-tilde, Sigma_theta), `scheduleRatioPlot`, `snrPlot`."""
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.setObjectName("schedulePanel")
+        self.session = session
+        self.schedulePlot = make_plot("schedulePlot", "Variances of the reverse step",
+                                      "timestep t", "variance", log_y=True)
+        self.ratioPlot = make_plot("scheduleRatioPlot", "β̃ₜ / βₜ and ᾱₜ", "timestep t", "")
+        self.snrPlot = make_plot("snrPlot", "Signal-to-noise ratio ᾱₜ / (1 − ᾱₜ)",
+                                 "timestep t", "SNR", log_y=True)
+        self.note = QLabel()
+        self.note.setObjectName("scheduleNote")
+        self.note.setWordWrap(True)
+        layout = QGridLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.schedulePlot, 0, 0, 2, 1)
+        layout.addWidget(self.ratioPlot, 0, 1)
+        layout.addWidget(self.snrPlot, 1, 1)
+        layout.addWidget(self.note, 2, 0, 1, 2)
+        layout.setColumnStretch(0, 3)
+        layout.setColumnStretch(1, 2)
+
+        plot = self.schedulePlot.getPlotItem()
+        self.beta_curve = plot.plot([], [], pen=pen(1, width=2), name="βₜ (upper: fixed large)")
+        self.beta_tilde_curve = plot.plot([], [], pen=pen(0, width=2),
+                                          name="β̃ₜ (lower: fixed small)")
+        self.band_low = pg.PlotDataItem([], [], pen=pen(2, width=0.5, alpha=120))
+        self.band_high = pg.PlotDataItem([], [], pen=pen(2, width=0.5, alpha=120))
+        band_brush = pg.mkColor(color(2))
+        band_brush.setAlpha(60)
+        self.band = pg.FillBetweenItem(self.band_low, self.band_high, brush=band_brush)
+        plot.addItem(self.band_low)
+        plot.addItem(self.band_high)
+        plot.addItem(self.band)
+        self.sigma_curve = plot.plot([], [], pen=pen(2, width=2), symbol="o", symbolSize=5,
+                                     symbolBrush=color(2), symbolPen=None,
+                                     name="Σθ(t) learned (probe mean ± std)")
+        ratio = self.ratioPlot.getPlotItem()
+        self.ratio_curve = ratio.plot([], [], pen=pen(3, width=2), name="β̃ₜ / βₜ")
+        self.alpha_bar_curve = ratio.plot([], [], pen=pen(4, width=2), name="ᾱₜ")
+        ratio.setYRange(0, 1.02)
+        self.snr_curve = self.snrPlot.getPlotItem().plot([], [], pen=pen(5, width=2),
+                                                          name="SNR(t)")
+        self.ratioPlot.setXLink(self.schedulePlot)
+        self.snrPlot.setXLink(self.schedulePlot)
+
+        session.schedule_changed.connect(self.show_schedule)
+        session.probe_added.connect(self.show_probe)
+        session.history_reset.connect(self._on_reset)
+        session.config_changed.connect(self._on_config)
+        if session.schedule is not None:
+            self.show_schedule(session.schedule)
+
+    def show_schedule(self, schedule) -> None:
+        t = np.arange(schedule.num_timesteps, dtype=np.float64)
+        self.beta_curve.setData(t, schedule.betas)
+        self.beta_tilde_curve.setData(t, positive_or_nan(schedule.posterior_variance),
+                                      connect="finite")
+        self.ratio_curve.setData(t, schedule.posterior_variance / schedule.betas)
+        self.alpha_bar_curve.setData(t, schedule.alphas_cumprod)
+        self.snr_curve.setData(t, positive_or_nan(schedule.snr), connect="finite")
+        self._clear_learned()
+        self._show_latest_probe()
+
+    def _on_config(self, cfg) -> None:
+        learned = cfg.diffusion.variance_type == "learned_range"
+        self.sigma_curve.setVisible(learned)
+        self.band.setVisible(learned)
+        if learned:
+            self.note.setText("Σθ(t) appears between β̃ₜ and βₜ after the first probe of "
+                              "training (every probe_every steps).")
+        else:
+            self.note.setText("The variance is fixed; choose “learned range” to see the "
+                              "model's Σθ(t) between β̃ₜ and βₜ.")
+
+    def _on_reset(self) -> None:
+        self._clear_learned()
+        self._show_latest_probe()
+
+    def _clear_learned(self) -> None:
+        for item in (self.sigma_curve, self.band_low, self.band_high):
+            item.setData([], [])
+
+    def _matches_schedule(self) -> bool:
+        """Probes belong to the trainer's schedule; draw them only over the same one."""
+        trained = self.session.training_config
+        shown = self.session.config
+        return trained is not None and (
+            trained.diffusion.schedule, trained.diffusion.timesteps
+        ) == (shown.diffusion.schedule, shown.diffusion.timesteps)
+
+    def _show_latest_probe(self) -> None:
+        if self.session.probes:
+            self.show_probe(self.session.probes[-1])
+
+    def show_probe(self, probe: dict) -> None:
+        learned = probe_learned_variance(probe)
+        if learned is None or not self._matches_schedule():
+            return
+        t, sigma, band = learned
+        self.band_low.setData(t, band[0])
+        self.band_high.setData(t, band[1])
+        self.sigma_curve.setData(t, sigma)
+        self.note.setText(f"Σθ(t) from the probe at step {int(probe.get('step', 0))}: "
+                          "mean ± std of the learned variance over the probe batch.")
+
+
+

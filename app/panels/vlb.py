@@ -1,0 +1,86 @@
+"""The variational bound per timestep, from the trainer's probes: L_t in bits/dim (log y),
+latest probe bold and earlier probes faded, plus the probe's per-t training loss."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from app.widgets.plots import make_plot, pen
+
+HISTORY_PROBES = 4  # earlier probes drawn faded
+REDRAW_MS = 100
+
+
+class VlbPanel(QWidget):
+    """`vlbPlot`: probe["vlb"] against probe["t"]; `probeLossPlot`: probe["loss"]."""
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.setObjectName("vlbPanel")
+        self.session = session
+        self.vlbPlot = make_plot("vlbPlot", "Terms of the variational bound L_t",
+                                 "timestep t", "bits / dim", log_y=True)
+        self.probeLossPlot = make_plot("probeLossPlot", "Training loss per timestep (probe)",
+                                       "timestep t", "loss", log_y=True)
+        self.note = QLabel("The bound's terms appear after the first probe of training.")
+        self.note.setObjectName("vlbNote")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.vlbPlot, 3)
+        layout.addWidget(self.probeLossPlot, 2)
+        layout.addWidget(self.note)
+        self.probeLossPlot.setXLink(self.vlbPlot)
+
+        vlb = self.vlbPlot.getPlotItem()
+        loss = self.probeLossPlot.getPlotItem()
+        self.old_vlb = [vlb.plot([], [], pen=pen(0, width=1, alpha=40 + 30 * i))
+                        for i in range(HISTORY_PROBES)]
+        self.vlb_curve = vlb.plot([], [], pen=pen(0, width=2), symbol="o", symbolSize=4,
+                                  symbolPen=None, symbolBrush="#0072B2",
+                                  name="L_t (latest probe)")
+        self.old_loss = [loss.plot([], [], pen=pen(1, width=1, alpha=40 + 30 * i))
+                         for i in range(HISTORY_PROBES)]
+        self.loss_curve = loss.plot([], [], pen=pen(1, width=2), name="loss at t (latest probe)")
+        self._dirty = False
+        self._timer = QTimer(self)
+        self._timer.setInterval(REDRAW_MS)
+        self._timer.timeout.connect(self.redraw)
+        self._timer.start()
+        session.probe_added.connect(self._mark_dirty)
+        session.history_reset.connect(self._mark_dirty)
+
+    def _mark_dirty(self, *_args) -> None:
+        self._dirty = True
+
+    def showEvent(self, event):  # noqa: N802
+        super().showEvent(event)
+        self.redraw()
+
+    def redraw(self, force: bool = False) -> None:
+        if not self._dirty or (not force and not self.isVisible()):
+            return
+        self._dirty = False
+        probes = self.session.probes
+        latest = probes[-1] if probes else None
+        older = probes[-1 - HISTORY_PROBES:-1] if probes else []
+        older = [None] * (HISTORY_PROBES - len(older)) + list(older)
+        for curve_vlb, curve_loss, probe in zip(self.old_vlb, self.old_loss, older, strict=False):
+            _set(curve_vlb, probe, "vlb")
+            _set(curve_loss, probe, "loss")
+        _set(self.vlb_curve, latest, "vlb")
+        _set(self.loss_curve, latest, "loss")
+        if latest is None:
+            self.note.setText("The bound's terms appear after the first probe of training.")
+        else:
+            self.note.setText(f"Probe at step {int(latest.get('step', 0))}; faded: the "
+                              f"{sum(p is not None for p in older)} probes before it.")
+
+
+def _set(curve, probe, key: str) -> None:
+    if probe is None or probe.get(key) is None or probe.get("t") is None:
+        curve.setData([], [])
+        return
+    curve.setData(np.asarray(probe["t"], dtype=np.float64),
+                  np.asarray(probe[key], dtype=np.float64), connect="finite")

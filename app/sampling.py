@@ -1,0 +1,84 @@
+"""Runs core.generate.sample in its own thread on a frozen copy of the EMA weights, so
+sampling works while training goes on. Every signal here is emitted in the GUI thread."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.workers import TaskWorker, WorkerThread
+
+MAX_RECORDED_FRAMES = 200
+
+
+def record_every_for(steps: int, max_frames: int = MAX_RECORDED_FRAMES) -> int:
+    """Record every k-th step so a trajectory holds at most ~max_frames frames."""
+    return max(1, -(-int(steps) // max_frames))
+
+
+class SamplingController(QObject):
+    """`start(model, diffusion, data_shape, num_classes, device, params)`; `cancel()`."""
+
+    busy_changed = Signal(bool)
+    progress = Signal(int, int)
+    finished = Signal(str)      # "finished" | "stopped" | "failed"
+    failed = Signal(str)
+    result = Signal(object)     # core.generate.Trajectory
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self._thread: WorkerThread | None = None
+
+    def is_active(self) -> bool:
+        return self._thread is not None
+
+    def start(self, model, diffusion, data_shape, num_classes, device, params: dict) -> None:
+        if self.is_active():
+            raise RuntimeError("sampling is already running")
+        from core.generate import sample
+
+        steps = min(int(params.get("steps") or diffusion.num_timesteps), diffusion.num_timesteps)
+        kwargs = dict(sampler=params.get("sampler", "ddpm"), steps=steps,
+                      eta=float(params.get("eta", 0.0)),
+                      guidance=float(params.get("guidance", 0.0)) if num_classes else 0.0,
+                      label=params.get("label") if num_classes else None,
+                      num_classes=num_classes, seed=int(params.get("seed", 0)),
+                      record_every=record_every_for(steps), device=device)
+        count = int(params.get("n", 16))
+
+        def task(progress, should_stop):
+            return sample(model, diffusion, count, tuple(data_shape), progress=progress,
+                          should_stop=should_stop, **kwargs)
+
+        worker = TaskWorker(task, action="Sampling")
+        worker.progress.connect(self._on_progress)
+        worker.result.connect(self._on_result)
+        worker.failed.connect(self._on_failed)
+        self._thread = WorkerThread(worker, self.parent() or self)
+        self._thread.done.connect(self._on_done)
+        self.busy_changed.emit(True)
+        self._thread.start()
+
+    def cancel(self, wait_ms: int | None = None) -> bool:
+        if self._thread is None:
+            return True
+        return self._thread.stop(wait_ms)
+
+    @Slot(int, int)
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.emit(done, total)
+
+    @Slot(object)
+    def _on_result(self, trajectory) -> None:
+        self.result.emit(trajectory)
+
+    @Slot(str)
+    def _on_failed(self, message: str) -> None:
+        self.failed.emit(message)
+
+    @Slot(str)
+    def _on_done(self, status: str) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.deleteLater()
+        self.busy_changed.emit(False)
+        self.finished.emit(status)

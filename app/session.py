@@ -1,0 +1,140 @@
+"""The session: the state every panel observes (napari-style model layer of the app).
+
+Panels never call each other. They read the session and listen to its signals; user intent
+goes to the main window, which changes the session. Everything here lives in the GUI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.history import MetricHistory
+from core.config import ExperimentConfig
+from core.schedule import NoiseSchedule
+
+# Settings that change what a trained network means: changing any of them needs a new model.
+MODEL_KEYS_TRAIN = ("dataset", "image_size", "grayscale", "num_samples", "class_conditional")
+
+
+def model_signature(config: ExperimentConfig) -> tuple:
+    """What identifies a model: its architecture, the diffusion it was trained for, the data."""
+    return (
+        repr(asdict(config.model)),
+        repr(asdict(config.diffusion)),
+        tuple(getattr(config.train, key) for key in MODEL_KEYS_TRAIN),
+    )
+
+
+class Session(QObject):
+    """Current settings, data set, trainer, curves, probes and the last trajectory.
+
+    Signals (all emitted in the GUI thread):
+      config_changed(ExperimentConfig)  the panel's settings, validated
+      schedule_changed(NoiseSchedule)   the schedule of those settings (core.schedule)
+      dataset_changed(Dataset | None)
+      trainer_changed(Trainer | None)   a new run or a loaded checkpoint
+      history_reset()                   curves were cleared (or replaced wholesale)
+      metrics_appended(int)             rows were added to `history`
+      probe_added(dict)                 one probe dict (numpy arrays), see Trainer.probe
+      trajectory_changed(Trajectory)
+      state_changed(str)                "idle" | "running" | "paused" | "stopped" |
+                                        "finished" | "failed"
+      model_described(list)             rows of core.models.describe_model
+      data_curves_changed(dict | None)  entropy curves of the data (app.analysis)
+    """
+
+    config_changed = Signal(object)
+    schedule_changed = Signal(object)
+    dataset_changed = Signal(object)
+    trainer_changed = Signal(object)
+    history_reset = Signal()
+    metrics_appended = Signal(int)
+    probe_added = Signal(object)
+    trajectory_changed = Signal(object)
+    state_changed = Signal(str)
+    model_described = Signal(object)
+    data_curves_changed = Signal(object)
+
+    def __init__(self, parent: QObject | None = None):
+        super().__init__(parent)
+        self.config: ExperimentConfig = ExperimentConfig()
+        self.schedule: NoiseSchedule | None = None
+        self.dataset: Any = None
+        self.dataset_key: tuple | None = None
+        self.trainer: Any = None
+        self.history = MetricHistory()
+        self.probes: list[dict] = []
+        self.trajectory: Any = None
+        self.state = "idle"
+        self.model_rows: list = []
+        self.data_curves: dict | None = None
+
+    # -- settings --------------------------------------------------------------------
+    def set_config(self, config: ExperimentConfig) -> None:
+        """New validated settings; recomputes the schedule only if it changed."""
+        old = self.config.diffusion if self.schedule is not None else None
+        self.config = config
+        new = config.diffusion
+        if old is None or (old.schedule, old.timesteps) != (new.schedule, new.timesteps):
+            self.schedule = NoiseSchedule.from_name(new.schedule, new.timesteps)
+            self.schedule_changed.emit(self.schedule)
+        self.config_changed.emit(config)
+
+    # -- data ------------------------------------------------------------------------
+    def set_dataset(self, dataset: Any, key: tuple | None) -> None:
+        self.dataset = dataset
+        self.dataset_key = key
+        self.dataset_changed.emit(dataset)
+
+    # -- training run ----------------------------------------------------------------
+    def set_trainer(self, trainer: Any, copy_history: bool = True) -> None:
+        """A new trainer replaces the curves and probes with its own history (copied only
+        when asked: never while a worker thread may be appending to it)."""
+        self.trainer = trainer
+        self.history.clear()
+        self.probes = []
+        if trainer is not None and copy_history:
+            history = getattr(trainer, "history", None) or {}
+            columns = {k: v for k, v in history.items() if len(v)}
+            if columns:
+                self.history.append(columns)
+            self.probes = [dict(p) for p in (getattr(trainer, "probe_history", None) or [])]
+        self.trainer_changed.emit(trainer)
+        self.history_reset.emit()
+        for probe in self.probes:
+            self.probe_added.emit(probe)
+
+    def append_metrics(self, columns: dict) -> None:
+        added = self.history.append(columns)
+        if added:
+            self.metrics_appended.emit(added)
+
+    def add_probe(self, probe: dict) -> None:
+        self.probes.append(probe)
+        self.probe_added.emit(probe)
+
+    def set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.state_changed.emit(state)
+
+    # -- sampling / model ------------------------------------------------------------
+    def set_trajectory(self, trajectory: Any) -> None:
+        self.trajectory = trajectory
+        self.trajectory_changed.emit(trajectory)
+
+    def set_model_rows(self, rows: list) -> None:
+        self.model_rows = list(rows)
+        self.model_described.emit(self.model_rows)
+
+    def set_data_curves(self, curves: dict | None) -> None:
+        self.data_curves = curves
+        self.data_curves_changed.emit(curves)
+
+    @property
+    def training_config(self) -> ExperimentConfig | None:
+        """The config the current trainer trains with (None before the first run)."""
+        return getattr(self.trainer, "config", None)

@@ -1,0 +1,1 @@
+"""Small reusable widgets: spin boxes, plots, the error banner, the drawing dialog."""

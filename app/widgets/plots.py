@@ -1,0 +1,84 @@
+"""pyqtgraph set-up shared by the panels: one look, legends, export to PNG and CSV."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+
+pg.setConfigOptions(imageAxisOrder="row-major", background="w", foreground="#333333",
+                    antialias=False)
+
+# Okabe-Ito-like palette, readable on white and for colour-blind viewers
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#7F7F7F",
+           "#000000", "#F0E442"]
+
+
+def color(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def pen(index_or_color, width: float = 1.5, style=Qt.PenStyle.SolidLine, alpha: int = 255):
+    c = pg.mkColor(color(index_or_color) if isinstance(index_or_color, int) else index_or_color)
+    c.setAlpha(alpha)
+    return pg.mkPen(c, width=width, style=style)
+
+
+def make_plot(object_name: str, title: str = "", x_label: str = "", y_label: str = "",
+              log_y: bool = False, legend: bool = True, parent=None) -> pg.PlotWidget:
+    """A PlotWidget with grid, axis labels and (optionally) a legend in the top right."""
+    widget = pg.PlotWidget(parent=parent)
+    widget.setObjectName(object_name)
+    item = widget.getPlotItem()
+    if title:
+        item.setTitle(title, size="10pt")
+    if x_label:
+        item.setLabel("bottom", x_label)
+    if y_label:
+        item.setLabel("left", y_label)
+    item.showGrid(x=True, y=True, alpha=0.2)
+    for axis in ("left", "bottom"):
+        # plain numbers: an SI prefix reads as "variance (x0.001)" on a log axis
+        item.getAxis(axis).enableAutoSIPrefix(False)
+    item.setLogMode(y=log_y)
+    if legend:
+        legend_item = item.addLegend(offset=(-8, 8), labelTextSize="8pt", verSpacing=-6)
+        legend_item.setBrush(pg.mkBrush(255, 255, 255, 200))
+        legend_item.setPen(pg.mkPen(200, 200, 200))
+    widget.setMinimumSize(200, 150)
+    return widget
+
+
+def curves_of(plot: pg.PlotWidget) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, x, y) of every curve in `plot`, the data as set (not the displayed subset)."""
+    result = []
+    for index, item in enumerate(plot.getPlotItem().listDataItems()):
+        x, y = item.xData, item.yData
+        if x is None or y is None:
+            continue
+        name = item.name() or f"curve {index}"
+        result.append((str(name), np.asarray(x), np.asarray(y)))
+    return result
+
+
+def export_png(widget, path: str) -> None:
+    """Save what the user sees of `widget` as a PNG (raises OSError if it cannot be written)."""
+    if not widget.grab().save(path, "PNG"):
+        raise OSError(f"cannot write PNG {path!r}")
+
+
+def export_csv(plots: list[pg.PlotWidget], path: str) -> int:
+    """Write every curve of every plot as rows (plot, curve, x, y); returns the row count."""
+    rows = 0
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["plot", "curve", "x", "y"])
+        for plot in plots:
+            plot_name = plot.objectName() or "plot"
+            for name, xs, ys in curves_of(plot):
+                for x, y in zip(xs, ys, strict=False):
+                    writer.writerow([plot_name, name, repr(float(x)), repr(float(y))])
+                    rows += 1
+    return rows
