@@ -52,6 +52,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._generations: dict[str, int] = {}
         self._jobs: list[_Job] = []
+        self.closed = False
 
     def generation(self, name: str) -> int:
         return self._generations.get(name, 0)
@@ -62,7 +63,9 @@ class JobRunner(QObject):
     def submit(self, name: str, fn: Callable, on_result: Callable[[Any], None],
                on_error: Callable[[str], None] | None = None, action: str = "") -> None:
         """Start `fn(progress, should_stop)`; an older job of the same name is told to stop
-        and its result, if any, is ignored."""
+        and its result, if any, is ignored. Ignored after `stop_all()`."""
+        if self.closed:
+            return
         generation = self.generation(name) + 1
         self._generations[name] = generation
         for job in self._jobs:
@@ -91,7 +94,9 @@ class JobRunner(QObject):
             self.busy_changed.emit(False)
 
     def stop_all(self, wait_ms: int = -1) -> None:
-        """Stop every job and wait for its thread (used when the window closes)."""
+        """Stop every job and wait for its thread; no new job starts afterwards (used when
+        the window closes)."""
+        self.closed = True
         for job in list(self._jobs):
             if job.thread is not None:
                 job.thread.stop(wait_ms)

@@ -774,11 +774,13 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self, wait_ms: int = CLOSE_WAIT_MS) -> None:
-        """Stop every worker and wait for its thread (idempotent)."""
-        self._memory_timer.stop()
-        self.training.stop(wait_ms)
-        self.sampling.cancel(wait_ms)
+        """Stop every worker and wait for its thread; nothing new starts afterwards."""
+        for timer in (self._memory_timer, self._data_timer, self._model_timer,
+                      self._curves_timer):
+            timer.stop()
         self.jobs.stop_all(wait_ms)
+        self.training.close(wait_ms)
+        self.sampling.close(wait_ms)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if not self._closing:

@@ -27,6 +27,7 @@ class SamplingController(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._thread: WorkerThread | None = None
+        self.closed = False
 
     def is_active(self) -> bool:
         return self._thread is not None
@@ -34,6 +35,8 @@ class SamplingController(QObject):
     def start(self, model, diffusion, data_shape, num_classes, device, params: dict) -> None:
         if self.is_active():
             raise RuntimeError("sampling is already running")
+        if self.closed:
+            return
         from core.generate import sample
 
         steps = min(int(params.get("steps") or diffusion.num_timesteps), diffusion.num_timesteps)
@@ -57,6 +60,11 @@ class SamplingController(QObject):
         self._thread.done.connect(self._on_done)
         self.busy_changed.emit(True)
         self._thread.start()
+
+    def close(self, wait_ms: int = -1) -> None:
+        """Cancel, wait for the thread, refuse new work (window closing)."""
+        self.closed = True
+        self.cancel(wait_ms)
 
     def cancel(self, wait_ms: int | None = None) -> bool:
         if self._thread is None:

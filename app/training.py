@@ -31,6 +31,7 @@ class TrainingController(QObject):
         self.target_step = 0
         self.start_step = 0
         self.state = "idle"
+        self.closed = False
 
     # -- queries -------------------------------------------------------------------------
     def is_active(self) -> bool:
@@ -46,6 +47,8 @@ class TrainingController(QObject):
         """Run `make_trainer()` in the worker thread, then `steps` training steps."""
         if self.is_active():
             raise RuntimeError("a training run is already active")
+        if self.closed:
+            return
         self.start_step = int(start_step)
         self.target_step = self.start_step + int(steps)
         worker = TrainWorker(make_trainer, steps)
@@ -77,6 +80,11 @@ class TrainingController(QObject):
         if self._thread is None:
             return True
         return self._thread.stop(wait_ms)
+
+    def close(self, wait_ms: int = -1) -> None:
+        """Stop the run, wait for its thread, and refuse new runs (window closing)."""
+        self.closed = True
+        self.stop(wait_ms)
 
     def submit(self, tag: str, fn: Callable[[Any], Any]) -> bool:
         """Queue fn(trainer) between steps of the active run; False if no run is active."""

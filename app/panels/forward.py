@@ -108,6 +108,7 @@ class ForwardPanel(QWidget):
             return
         self.kind = dataset.kind
         self.diffusion = None
+        self.x0 = None  # the old examples belong to the old data set
         self._on_config(self.session.config)
         self._pick(self._pick_seed)
 

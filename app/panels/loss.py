@@ -22,7 +22,7 @@ LOSS_CURVES = [
 ]
 DEFAULT_VISIBLE = {"loss", "mse", "vlb", "grad_norm"}
 SMOOTHING = 0.95  # exponential moving average weight of the smoothed curves
-REDRAW_MS = 66
+REDRAW_MS = 100
 
 
 def ema_smooth(values: np.ndarray, weight: float, start: float | None = None) -> np.ndarray:
@@ -58,6 +58,9 @@ class LossPanel(QWidget):
         self.logCheck = QCheckBox("log y")
         self.logCheck.setObjectName("lossLogCheck")
         self.logCheck.setChecked(True)
+        # off by default: the grid costs the GUI thread ~15 ms a frame while curves grow
+        self.gridCheck = QCheckBox("grid")
+        self.gridCheck.setObjectName("lossGridCheck")
         self.summary = QLabel("No training yet. Press Start.")
         self.summary.setObjectName("lossSummary")
         self.summary.setWordWrap(True)
@@ -77,7 +80,7 @@ class LossPanel(QWidget):
         view_box = QGroupBox("Display")
         view_layout = QVBoxLayout(view_box)
         view_layout.setSpacing(2)
-        for check in (self.rawCheck, self.smoothCheck, self.logCheck):
+        for check in (self.rawCheck, self.smoothCheck, self.logCheck, self.gridCheck):
             view_layout.addWidget(check)
         side = QVBoxLayout()
         side.addWidget(curves_box)
@@ -93,6 +96,8 @@ class LossPanel(QWidget):
         layout.addWidget(side_widget)
 
         item = self.lossPlot.getPlotItem()
+        item.showGrid(x=False, y=False)
+        self.gridCheck.toggled.connect(lambda on: item.showGrid(x=on, y=on, alpha=0.2))
         item.setDownsampling(auto=True, mode="peak")
         item.setClipToView(True)
         self.raw_curves = {}
@@ -103,12 +108,16 @@ class LossPanel(QWidget):
             smooth = item.plot([], [], pen=pen(index, width=1.5), name=f"{label} (smoothed)")
             self.raw_curves[key] = raw
             self.smooth_curves[key] = smooth
-        self._apply_toggles()
         self.logCheck.toggled.connect(lambda on: item.setLogMode(y=on))
         self.rawCheck.toggled.connect(self._apply_toggles)
         self.smoothCheck.toggled.connect(self._apply_toggles)
         self._dirty = False
         self._smoothed_len = 0
+        self._x_stepping = False
+        self._user_range = False
+        item.getViewBox().sigRangeChangedManually.connect(self._on_user_range)
+        item.autoBtn.clicked.connect(self._on_auto_button)
+        self._apply_toggles()
         self._timer = QTimer(self)
         self._timer.setInterval(REDRAW_MS)
         self._timer.timeout.connect(self.redraw)
@@ -119,7 +128,17 @@ class LossPanel(QWidget):
     def _mark_dirty(self, *_args) -> None:
         self._dirty = True
 
+    def _on_user_range(self, *_args) -> None:
+        self._user_range = True
+
+    def _on_auto_button(self, *_args) -> None:
+        self._user_range = False
+        self._x_stepping = False
+
     def _on_reset(self) -> None:
+        self._x_stepping = False
+        self._user_range = False
+        self.lossPlot.getPlotItem().enableAutoRange(x=True)
         self._smoothed = {}
         self._smoothed_len = 0
         self._dirty = True
@@ -130,6 +149,8 @@ class LossPanel(QWidget):
         for key, check in self.curve_checks.items():
             self.raw_curves[key].setVisible(check.isChecked() and raw_on)
             self.smooth_curves[key].setVisible(check.isChecked() and smooth_on)
+        self._dirty = True
+        self.redraw()
 
     def visible_keys(self) -> list[str]:
         return [key for key, check in self.curve_checks.items() if check.isChecked()]
@@ -149,15 +170,35 @@ class LossPanel(QWidget):
             return
         for key in self.raw_curves:
             values = history.column(key)
-            self.raw_curves[key].setData(steps, values, connect="finite")
             previous = self._smoothed.get(key, np.empty(0))
             start = previous[-1] if len(previous) else None
             new = ema_smooth(values[len(previous):], SMOOTHING, start)
-            smoothed = np.concatenate([previous, new]) if len(previous) else new
-            self._smoothed[key] = smoothed
-            self.smooth_curves[key].setData(steps, smoothed, connect="finite")
+            self._smoothed[key] = np.concatenate([previous, new]) if len(previous) else new
+            # hidden curves are not touched: every setData costs the GUI thread time
+            raw, smooth = self.raw_curves[key], self.smooth_curves[key]
+            if raw.isVisible():
+                raw.setData(steps, values, connect="finite")
+            elif raw.xData is not None and len(raw.xData):
+                raw.setData([], [])
+            if smooth.isVisible():
+                smooth.setData(steps, self._smoothed[key], connect="finite")
+            elif smooth.xData is not None and len(smooth.xData):
+                smooth.setData([], [])
+        self._step_x_range(float(steps[-1]))
         last_loss = history.last("loss")
         self.summary.setText(f"step {int(history.last('step'))} · loss {last_loss:.4g}")
+
+    def _step_x_range(self, last_step: float) -> None:
+        """Grow the x axis in steps of about a quarter, not at every frame: a changing range
+        makes pyqtgraph redo the axis (ticks, labels) on the GUI thread each redraw."""
+        view = self.lossPlot.getPlotItem().getViewBox()
+        if self._user_range:
+            return  # the user zoomed or panned: leave the range alone
+        low, high = view.viewRange()[0]
+        if self._x_stepping and 0 <= last_step <= high and high <= 1.6 * max(last_step, 8):
+            return
+        self._x_stepping = True
+        view.setXRange(0, max(10.0, last_step * 1.25), padding=0.0)
 
     def showEvent(self, event):  # noqa: N802
         super().showEvent(event)

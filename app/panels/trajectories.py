@@ -386,7 +386,8 @@ class TrajectoryPanel(QWidget):
             return
         index = int(np.clip(index, 0, self.frame_count() - 1))
         left, right = self.frames_left[index], self.frames_right[index]
-        right = right if np.all(np.isfinite(right)) or self.trajectoryView.mode == "images" else None
+        if index == 0:
+            right = None  # x_T: the model has not predicted anything yet
         view = self.trajectoryView
         if view.mode == "images":
             view.show_images(left, right)

@@ -1,0 +1,61 @@
+"""pytest-qt fixtures: a main window per test with its own settings file (never the user's),
+and a tiny 2-D experiment that trains in about a second on one CPU thread."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from app.settings import SETTINGS_ENV
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_settings(tmp_path_factory):
+    """Any QSettings the app might create falls back to a temporary INI file."""
+    from PySide6.QtCore import QSettings
+
+    folder = tmp_path_factory.mktemp("qsettings")
+    os.environ[SETTINGS_ENV] = str(folder / "diffusion-explorer.ini")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.SystemScope, str(folder))
+    yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _prewarmed_torch():
+    from app.__main__ import prewarm_torch
+
+    prewarm_torch()
+
+
+@pytest.fixture
+def settings_path(tmp_path):
+    return str(tmp_path / "settings.ini")
+
+
+@pytest.fixture
+def make_window(qtbot, settings_path):
+    """Factory: a shown MainWindow whose data set has loaded; closed after the test."""
+    from app.main_window import MainWindow
+    from app.settings import make_settings
+
+    windows = []
+
+    def factory(restore: bool = False, path: str | None = None):
+        window = MainWindow(make_settings(path or settings_path), restore=restore)
+        qtbot.addWidget(window)
+        window.show()
+        qtbot.waitUntil(lambda: window.session.dataset is not None, timeout=30000)
+        windows.append(window)
+        return window
+
+    yield factory
+    for window in windows:
+        window.close()
+
+
+@pytest.fixture
+def window(make_window):
+    return make_window()

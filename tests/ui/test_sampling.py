@@ -1,0 +1,102 @@
+"""Sampling: the trajectory slider, frames, keys, play, exports, sampling during training."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import Qt
+from ui_helpers import tiny_config, train
+
+from app.widgets.images import qimage_to_array
+
+
+def sample(window, qtbot, steps: int = 20, count: int = 200, timeout: int = 30000) -> str:
+    panel = window.trajectory_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.sampleStepsSpin.setValue(steps)
+    panel.countSpin.setValue(count)
+    with qtbot.waitSignal(window.sampling_finished, timeout=timeout) as blocker:
+        panel.sampleButton.click()
+    return blocker.args[0]
+
+
+def pixels(widget) -> np.ndarray:
+    return qimage_to_array(widget.grab().toImage())
+
+
+def test_slider_scrubs_every_recorded_step_and_changes_the_view(window, qtbot):
+    assert train(window, qtbot, tiny_config(steps=60)) == "finished"
+    assert sample(window, qtbot, steps=20) == "finished"
+    trajectory = window.session.trajectory
+    slider = window.trajectory_panel.trajectorySlider
+    assert len(trajectory.timesteps) == 21  # x_T plus one frame per step
+    assert slider.minimum() == 0 and slider.maximum() == len(trajectory.timesteps) - 1
+    view = window.trajectory_panel.trajectoryView
+    last = pixels(view)
+    slider.setValue(0)
+    first = pixels(view)
+    assert first.shape == last.shape and not np.array_equal(first, last)
+    assert "t = 20" in window.trajectory_panel.frameLabel.text()
+    # arrow keys on the view step the slider
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert slider.value() == 2
+    qtbot.keyClick(view, Qt.Key.Key_Left)
+    assert slider.value() == 1
+    qtbot.keyClick(view, Qt.Key.Key_End)
+    assert slider.value() == slider.maximum()
+    # trails draw paths through the recorded frames
+    window.trajectory_panel.trailsCheck.setChecked(True)
+    slider.setValue(10)
+    trails = view.trails
+    assert trails.xData is not None and len(trails.xData) > 0
+    # play runs to the last frame and stops
+    slider.setValue(0)
+    window.trajectory_panel.playButton.click()
+    qtbot.waitUntil(lambda: slider.value() == slider.maximum(), timeout=10000)
+    qtbot.waitUntil(lambda: not window.trajectory_panel.playButton.isChecked(), timeout=2000)
+
+
+def test_gif_and_png_strip_export(window, qtbot, tmp_path):
+    assert train(window, qtbot, tiny_config(steps=30)) == "finished"
+    assert sample(window, qtbot, steps=10, count=100) == "finished"
+    panel = window.trajectory_panel
+    gif, strip = tmp_path / "t.gif", tmp_path / "t.png"
+    frames = panel.export_gif(str(gif))
+    assert frames == 11
+    with Image.open(gif) as image:
+        assert image.n_frames == 11
+    assert panel.export_png_strip(str(strip)) >= 2
+    with Image.open(strip) as image:
+        assert image.width > image.height
+
+
+def test_sampling_while_training_uses_an_ema_snapshot(window, qtbot):
+    window.experiment.set_config(tiny_config(steps=1_000_000), preset=None)
+    window.controls.startButton.click()
+    qtbot.waitUntil(lambda: window.training.state == "running", timeout=30000)
+    assert sample(window, qtbot, steps=10, count=50) == "finished"
+    assert window.training.state == "running"  # training went on meanwhile
+    assert window.session.trajectory.x.shape == (11, 50, 2)
+    with qtbot.waitSignal(window.training_finished, timeout=30000):
+        window.controls.stopButton.click()
+
+
+def test_cancel_sampling(window, qtbot):
+    assert train(window, qtbot, tiny_config(steps=10, timesteps=2000)) == "finished"
+    panel = window.trajectory_panel
+    panel.sampleStepsSpin.setValue(2000)
+    panel.countSpin.setValue(2000)
+    with qtbot.waitSignal(window.sampling_finished, timeout=30000) as blocker:
+        panel.sampleButton.click()
+        qtbot.waitUntil(lambda: panel.sampleProgress.value() > 0, timeout=20000)
+        panel.cancelButton.click()
+    assert blocker.args == ["stopped"]
+    assert panel.sampleButton.isEnabled()
+
+
+def test_sampling_without_a_model_explains_what_to_do(window, qtbot):
+    with qtbot.waitSignal(window.error_shown, timeout=2000) as shown:
+        window.trajectory_panel.sampleButton.click()
+    assert "Start" in shown.args[0]
