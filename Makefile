@@ -21,7 +21,7 @@ $(VENV)/.torch-$(shell echo '$(TORCH_SPEC)' | md5sum | cut -c1-12): | $(BIN)/pyt
 	rm -f $(VENV)/.torch-* && touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch-$(shell echo '$(TORCH_SPEC)' | md5sum | cut -c1-12)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -e ".[test]" --config-settings editable_mode=compat
 	touch $@
 
 install: $(VENV)/.installed
