@@ -1,0 +1,170 @@
+"""Generate samples with a trained model and keep a compact trajectory for display.
+
+`sample` runs DDPM (ancestral) or DDIM on a respaced schedule, optionally with
+classifier-free guidance, and records x_t and the model's x0 estimate every few steps:
+uint8 (S, N, H, W, C) for images, float32 (S, N, D) for vectors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from core.diffusion import GaussianDiffusion
+from core.sampling import GuidedModel, ddim_sample, ddpm_sample
+from core.schedule import space_timesteps
+
+DEFAULT_DDIM_STEPS = 50
+
+
+@dataclass
+class Trajectory:
+    """Recorded frames of one sampling run (S frames, N samples).
+
+    timesteps: int64 (S,). Frame 0 is x_T (timesteps[0] = T); frame k >= 1 holds the x after
+        the reverse step at original timestep timesteps[k]; the last frame is after t = 0.
+    x, pred_x0: (S, N, H, W, C) uint8 for images, (S, N, D) float32 for vectors; pred_x0 is
+        the model's x0 estimate at that step (zeros in frame 0).
+    variance: float64 (S,) mean variance of the noise added at each step (1 in frame 0 for
+        the prior N(0, I), 0 for the noise-free last step and for DDIM with eta = 0).
+    final: float32 (N, C, H, W) in [-1, 1] or (N, D): the last x in data space.
+    final_uint8: (N, H, W, C) uint8 for images, else None.
+    kind: "image" or "vector". completed: False when should_stop ended the run early (then
+    `final` is the last x reached, not a finished sample). labels: int64 (N,) or None.
+    """
+
+    timesteps: np.ndarray
+    x: np.ndarray
+    pred_x0: np.ndarray
+    variance: np.ndarray
+    final: np.ndarray
+    final_uint8: np.ndarray | None
+    kind: str
+    completed: bool = True
+    labels: np.ndarray | None = None
+
+
+def images_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) uint8, values round((x + 1) * 127.5) clipped."""
+    scaled = ((x.float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return scaled.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int], *,
+           sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
+           guidance: float = 0.0, label: int | Sequence[int] | None = None,
+           num_classes: int | None = None, seed: int = 0, record_every: int = 1,
+           clip: bool | None = None, device="cpu",
+           progress: Callable[[int, int], None] | None = None,
+           should_stop: Callable[[], bool] | None = None) -> Trajectory:
+    """Draw n samples of shape data_shape ((C, H, W) or (D,)) from `model` (in eval mode).
+
+    sampler "ddpm" uses steps (None: all T) evenly respaced timesteps; "ddim" uses steps
+    (None: 50, at most T) with noise scale eta. For a class-conditional model (num_classes
+    given) label picks the class (an int or one per sample; None samples unconditionally
+    with the null class) and guidance w mixes (1 + w) eps(x, y) - w eps(x, null). clip
+    (None: True for images, False for vectors) clamps the x0 estimate to [-1, 1]. All noise
+    comes from a generator seeded with `seed`. progress(i, total) follows each step;
+    should_stop() is polled before each step and ends the run early (completed=False).
+    record_every k keeps every k-th step, always the first (x_T) and the last.
+    """
+    data_shape = tuple(int(s) for s in data_shape)
+    kind = "image" if len(data_shape) == 3 else "vector"
+    _check_positive("n", n)
+    _check_positive("record_every", record_every)
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"sampler = {sampler!r} is invalid: must be 'ddpm' or 'ddim'")
+    device = torch.device(device)
+    respaced = _respace(diffusion, sampler, steps)
+    model_kwargs, labels = _labels(label, num_classes, guidance, n, device)
+    if guidance != 0.0:
+        model = GuidedModel(model, guidance, null_class=num_classes)
+    if clip is None:
+        clip = kind == "image"
+
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    shape = (n, *data_shape)
+    x_T = torch.randn(shape, generator=generator, device=device)
+    common = dict(noise=x_T, generator=generator, device=device, clip_denoised=clip,
+                  model_kwargs=model_kwargs)
+    if sampler == "ddpm":
+        records = ddpm_sample(respaced, model, shape, **common)
+    else:
+        records = ddim_sample(respaced, model, shape, eta=float(eta), **common)
+
+    total = respaced.num_timesteps
+    timestep_map = respaced.schedule.timestep_map
+    convert = images_to_uint8 if kind == "image" else (lambda x: x.float().cpu().numpy())
+    frames_x, frames_x0 = [convert(x_T)], [convert(torch.zeros_like(x_T))]
+    times = [int(diffusion.schedule.timestep_map[-1]) + 1]
+    variances = [1.0]
+    x_last, done, completed = x_T, 0, True
+    while done < total:
+        if should_stop is not None and should_stop():
+            completed = False
+            break
+        record = next(records)
+        done += 1
+        x_last = record.x
+        if done % record_every == 0 or done == total:
+            frames_x.append(convert(record.x))
+            frames_x0.append(convert(record.pred_x0))
+            times.append(int(timestep_map[record.t]))
+            variances.append(float(record.variance))
+        if progress is not None:
+            progress(done, total)
+    records.close()
+    if not completed and done > 0 and done % record_every != 0:
+        frames_x.append(convert(record.x))
+        frames_x0.append(convert(record.pred_x0))
+        times.append(int(timestep_map[record.t]))
+        variances.append(float(record.variance))
+    final = x_last.float().cpu()
+    return Trajectory(
+        timesteps=np.asarray(times, dtype=np.int64), x=np.stack(frames_x),
+        pred_x0=np.stack(frames_x0), variance=np.asarray(variances, dtype=np.float64),
+        final=final.numpy().astype(np.float32),
+        final_uint8=images_to_uint8(final) if kind == "image" else None,
+        kind=kind, completed=completed, labels=labels)
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} = {value!r} is invalid: must be a positive integer")
+
+
+def _respace(diffusion: GaussianDiffusion, sampler: str, steps: int | None) -> GaussianDiffusion:
+    T = diffusion.num_timesteps
+    if steps is None:
+        steps = T if sampler == "ddpm" else min(DEFAULT_DDIM_STEPS, T)
+    _check_positive("steps", steps)
+    if steps > T:
+        raise ValueError(f"steps = {steps} is invalid: the model has only {T} timesteps")
+    if steps == T:
+        return diffusion
+    return diffusion.respaced(space_timesteps(T, str(int(steps))))
+
+
+def _labels(label, num_classes, guidance, n, device):
+    """(model_kwargs, labels as numpy or None), checked against the model's classes."""
+    if num_classes is None:
+        if label is not None or guidance != 0.0:
+            raise ValueError("this model is unconditional: label and guidance need a "
+                             "class-conditional model")
+        return {}, None
+    if label is None:
+        if guidance != 0.0:
+            raise ValueError("guidance needs a label (the class to steer towards)")
+        null = torch.full((n,), num_classes, dtype=torch.long, device=device)
+        return {"y": null}, None
+    labels = np.broadcast_to(np.asarray(label, dtype=np.int64), (n,)) if np.ndim(label) == 0 \
+        else np.asarray(label, dtype=np.int64)
+    if labels.shape != (n,):
+        raise ValueError(f"label must be one class or {n} classes, got {labels.shape[0]}")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise ValueError(f"label = {int(bad[0])} is invalid: classes are 0..{num_classes - 1}")
+    return {"y": torch.as_tensor(labels.copy(), device=device)}, labels.copy()

@@ -1,0 +1,559 @@
+"""The training loop: one plain step (sample a batch, t and noise, loss, AdamW, EMA) run
+cooperatively by `Trainer.run`, with per-step metrics, a periodic probe and a divergence stop.
+
+One step, with B the batch size and T the number of timesteps:
+
+    x0, y = data[idx], labels[idx]           idx ~ Uniform{0..N-1}^B (this rank's shard)
+    y     = null class with probability p    (label dropout, classifier-free guidance)
+    t, w  = timestep_sampler.sample(B)       uniform (w = 1) or loss-aware (w = 1/(T p_t))
+    loss  = mean_b w_b * L(x0_b, t_b, eps_b) eps ~ N(0, I)
+    theta = AdamW(theta, clip(grad, grad_clip)),  lr = lr * min(1, (n + 1) / warmup_steps)
+    ema   = lerp(ema, theta, 1 - decay_n)    (core.ema)
+
+Every random number (indices, label dropout, t, noise, and the model's dropout) comes from
+generators the trainer owns and saves in checkpoints, so a resumed run continues exactly.
+On CUDA the step runs the model under bf16 autocast with channels-last images and never
+reads a value back to the host: per-step metrics are written to a device buffer that is
+read once every `log_every` steps, and the non-finite check then rolls back to a snapshot
+taken at the previous read. On CPU and MPS the step runs in fp32 and checks every step
+before the optimizer touches the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from core import distributed
+from core.config import ConfigError, ExperimentConfig
+from core.diffusion import GaussianDiffusion, mean_flat
+from core.ema import EMA, effective_decay, make_ema
+from core.models import build_model
+from core.schedule import NoiseSchedule, get_betas
+from core.timestep_sampler import make_timestep_sampler
+
+HISTORY_KEYS = ("step", "loss", "mse", "vlb", "grad_norm", "lr", "samples_per_sec",
+                "loss_q0", "loss_q1", "loss_q2", "loss_q3")
+# the per-step values written to the device buffer, in this order
+_DEVICE_KEYS = ("loss", "mse", "vlb", "grad_norm", "loss_q0", "loss_q1", "loss_q2", "loss_q3")
+PROBE_BATCH = 64
+_PROBE_SEED_OFFSET = 99_991
+_RANK_SEED_STRIDE = 1_000_003
+
+
+class TrainingDiverged(RuntimeError):
+    """A non-finite loss or gradient norm. The trainer keeps the weights of `good_step`."""
+
+    def __init__(self, step: int, quantity: str, value: float, good_step: int):
+        self.step = step
+        self.quantity = quantity
+        self.value = value
+        self.good_step = good_step
+        super().__init__(
+            f"training diverged at step {step}: the {quantity} is {value} (not finite); the "
+            f"weights of step {good_step} are kept. Try a lower train.lr, a longer "
+            f"train.warmup_steps or a smaller train.grad_clip")
+
+
+def resolve_device(name: str | torch.device | None) -> torch.device:
+    """"auto" (CUDA, then MPS, then CPU) or an explicit device, which must be available."""
+    if isinstance(name, torch.device):
+        name = str(name)
+    if name is None or name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError("train.device", name, "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.device", name,
+                              f"CUDA is not available here (torch {torch.__version__}, "
+                              f"{'built without CUDA' if torch.version.cuda is None else 'no GPU found'}); "
+                              f"use 'cpu' or 'auto'")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError("train.device", name,
+                              f"only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type == "mps":
+        if not _mps_available():
+            raise ConfigError("train.device", name, "MPS (Apple GPU) is not available here; use 'cpu' or 'auto'")
+    elif device.type != "cpu":
+        raise ConfigError("train.device", name, "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def build_diffusion(config: ExperimentConfig, data_kind: str) -> GaussianDiffusion:
+    """The GaussianDiffusion of config.diffusion; data_kind "image" or "vector"/"continuous"."""
+    d = config.diffusion
+    schedule = NoiseSchedule(get_betas(d.schedule, d.timesteps))
+    return GaussianDiffusion(schedule, mean_type=d.mean_type, var_type=d.variance_type,
+                             loss_type=d.loss_type, lambda_vlb=d.lambda_vlb,
+                             data_kind="image" if data_kind == "image" else "continuous")
+
+
+def model_num_classes(config: ExperimentConfig, dataset) -> int | None:
+    """The model's number of classes: the data set's when training class-conditionally."""
+    if not config.train.class_conditional:
+        return None
+    if dataset.train_labels is None or not dataset.num_classes:
+        raise ConfigError("train.class_conditional", True,
+                          f"the data set {dataset.name!r} has no class labels; set it to false")
+    return int(dataset.num_classes)
+
+
+class AutocastModel(nn.Module):
+    """Runs `model` under autocast (bf16 on CUDA) and returns float32, so the diffusion math
+    around the network stays in full precision."""
+
+    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype = torch.bfloat16):
+        super().__init__()
+        self.model = model
+        self.device_type = device_type
+        self.dtype = dtype
+
+    def forward(self, x, t, y=None):
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            out = self.model(x, t, y=y)
+        return out.float()
+
+
+@dataclass
+class _Snapshot:
+    """Copies of the trainer state at a step known to be finite (deferred-check mode)."""
+
+    step: int
+    weights: list[torch.Tensor]
+    optimizer: list[torch.Tensor]
+    sampler: list[torch.Tensor]
+    generators: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Trainer:
+    """Trains a diffusion model on a data set resident on `device` (see module docstring).
+
+    Attributes: config, dataset, device, model (the bare network), ema_model, diffusion,
+    optimizer, timestep_sampler, step (optimizer steps taken), history (dict of lists, one
+    entry per step, keys HISTORY_KEYS), probe_history (list of probe dicts), num_classes
+    (model classes or None), data_shape, rank, world_size.
+    """
+
+    def __init__(self, config: ExperimentConfig, dataset=None, device=None):
+        config.validate()
+        self.config = config
+        tc = config.train
+        self.device = resolve_device(device if device is not None else tc.device)
+        if dataset is None:
+            from core.data import get_dataset
+            dataset = get_dataset(tc.dataset, image_size=tc.image_size, grayscale=tc.grayscale,
+                                  num_samples=tc.num_samples, seed=tc.seed)
+        self.dataset = dataset
+        self.rank, self.world_size = distributed.rank_and_world()
+        self.num_classes = model_num_classes(config, dataset)
+        self.data_shape = tuple(int(s) for s in dataset.shape)
+        self.is_image = dataset.kind == "image"
+        self.diffusion = build_diffusion(config, dataset.kind)
+        self.batch_size = tc.batch_size
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(tc.seed)
+            model = build_model(config.model, self.data_shape, self.num_classes,
+                                learn_sigma=self.diffusion.learns_sigma)
+        self.model = model.to(self.device)
+        self._cuda = self.device.type == "cuda"
+        self._uses_dropout = config.model.dropout > 0
+        if self._cuda and self.is_image:
+            self.model.to(memory_format=torch.channels_last)
+        self.ema_model = make_ema(self.model)
+        self._ema = EMA(self.ema_model, self.model)
+        self._ema_lock = threading.Lock()
+        self._params = list(self.model.parameters())
+        self.optimizer = _adamw(self._params, tc.lr, tc.weight_decay, self.device)
+        self.timestep_sampler = make_timestep_sampler(config.diffusion.timestep_sampler,
+                                                      self.diffusion.num_timesteps, self.device)
+        self._train_model = self._wrap_for_training(self.model)
+
+        self._load_data_to_device()
+        self.generators = self._fresh_generators()
+        self._probe_batch = self._make_probe_batch()
+
+        self.step = 0
+        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self.probe_history: list[dict] = []
+        # CPU/MPS: check every step before the update; CUDA: check when metrics are read.
+        self._deferred_checks = self._cuda
+        self._rows = torch.zeros(tc.log_every, len(_DEVICE_KEYS), device=self.device)
+        self._pending: list[tuple[int, float]] = []    # (step, lr) of rows not yet read
+        self._window_start = time.perf_counter()
+        self._snapshot: _Snapshot | None = None
+        self._probe_requested = threading.Event()
+
+    # ------------------------------------------------------------------ set-up
+    def _wrap_for_training(self, model: nn.Module) -> nn.Module:
+        wrapped = model
+        if self.config.train.compile:
+            wrapped = torch.compile(wrapped)
+        if self.world_size > 1:
+            wrapped = distributed.wrap_ddp(wrapped, self.device)
+        if self._cuda:
+            wrapped = AutocastModel(wrapped, "cuda")
+        return wrapped
+
+    def _load_data_to_device(self) -> None:
+        """This rank's shard (every world_size-th example) of the training data, on device."""
+        train = self.dataset.train[self.rank::self.world_size]
+        if train.shape[0] == 0:
+            raise ConfigError("train.dataset", self.config.train.dataset,
+                              f"has no training examples for rank {self.rank}")
+        self._train_x = train.to(self.device, torch.float32)
+        if self._cuda and self.is_image:
+            self._train_x = self._train_x.contiguous(memory_format=torch.channels_last)
+        self._train_y = None
+        if self.num_classes is not None:
+            self._train_y = self.dataset.train_labels[self.rank::self.world_size].to(
+                self.device, torch.long)
+
+    def _fresh_generators(self) -> dict[str, torch.Tensor]:
+        """The step generator (on device) and the state of the model's dropout RNG."""
+        seed = self.config.train.seed + _RANK_SEED_STRIDE * self.rank
+        self._step_gen = torch.Generator(device=self.device).manual_seed(seed)
+        dropout_gen = torch.Generator(device=self.device).manual_seed(seed + 1)
+        self._dropout_state = dropout_gen.get_state()
+        return self.generator_states()
+
+    def reseed_generators(self, step: int) -> None:
+        """Fresh generators for a resume on another device type (no exact continuation)."""
+        seed = self.config.train.seed + _RANK_SEED_STRIDE * self.rank + 7 * step + 2
+        self._step_gen.manual_seed(seed)
+        self._dropout_state = torch.Generator(device=self.device).manual_seed(seed + 1).get_state()
+
+    def generator_states(self) -> dict[str, torch.Tensor]:
+        """uint8 CPU tensors: "step" (batch, t, noise, label dropout) and "dropout"."""
+        return {"step": self._step_gen.get_state(), "dropout": self._dropout_state.clone()}
+
+    def set_generator_states(self, states: dict[str, torch.Tensor]) -> None:
+        self._step_gen.set_state(states["step"])
+        self._dropout_state = states["dropout"].clone()
+
+    def _make_probe_batch(self):
+        """A fixed batch (up to PROBE_BATCH test examples) with fixed noise and labels."""
+        source = self.dataset.test if self.dataset.test.shape[0] > 0 else self.dataset.train
+        labels = self.dataset.test_labels if source is self.dataset.test else self.dataset.train_labels
+        gen = torch.Generator().manual_seed(self.config.train.seed + _PROBE_SEED_OFFSET)
+        count = min(PROBE_BATCH, source.shape[0])
+        idx = torch.randperm(source.shape[0], generator=gen)[:count]
+        x0 = source[idx].to(torch.float32)
+        noise = torch.randn(x0.shape, generator=gen)
+        y = labels[idx].long() if self.num_classes is not None and labels is not None else None
+        return (x0.to(self.device), noise.to(self.device),
+                None if y is None else y.to(self.device))
+
+    # ------------------------------------------------------------------ the step
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up: lr * min(1, (step + 1) / warmup_steps)."""
+        tc = self.config.train
+        if tc.warmup_steps <= 0:
+            return tc.lr
+        return tc.lr * min(1.0, (step + 1) / tc.warmup_steps)
+
+    def _draw_batch(self):
+        tc, gen, B = self.config.train, self._step_gen, self.batch_size
+        idx = torch.randint(0, self._train_x.shape[0], (B,), generator=gen, device=self.device)
+        x0 = self._train_x[idx]
+        kwargs = {}
+        if self._train_y is not None:
+            y = self._train_y[idx]
+            drop = torch.rand(B, generator=gen, device=self.device) < tc.label_dropout
+            kwargs["y"] = torch.where(drop, torch.full_like(y, self.num_classes), y)
+        t, weights = self.timestep_sampler.sample(B, gen)
+        noise = torch.randn(x0.shape, generator=gen, device=self.device)
+        if self._cuda and self.is_image:
+            noise = noise.contiguous(memory_format=torch.channels_last)
+        return x0, kwargs, t, weights, noise
+
+    def _train_step(self) -> None:
+        tc = self.config.train
+        states_before = self.generator_states() if not self._deferred_checks else None
+        lr = self.learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x0, kwargs, t, weights, noise = self._draw_batch()
+        self.model.train()
+        with self._model_rng():
+            losses = self.diffusion.training_losses(self._train_model, x0, t, kwargs, noise=noise)
+            loss = (losses["loss"] * weights).mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
+        grad_norm = torch.nn.utils.clip_grad_norm_(self._params, max_norm, foreach=True)
+        if not self._deferred_checks:
+            self._check_finite_now(loss, grad_norm, states_before)
+        self.optimizer.step()
+        with self._ema_lock:
+            self._ema.update(effective_decay(tc.ema_decay, self.step))
+        raw = losses["loss"].detach()
+        if self.world_size > 1 and self.config.diffusion.timestep_sampler != "uniform":
+            # every rank sees every rank's losses, so the samplers stay identical
+            self.timestep_sampler.update(distributed.all_gather_cat(t), distributed.all_gather_cat(raw))
+        else:
+            self.timestep_sampler.update(t, raw)
+        self._record_row(loss.detach(), losses, weights, t, grad_norm)
+        self.step += 1
+        self._pending.append((self.step, lr))
+
+    @contextmanager
+    def _model_rng(self):
+        """Run the model's own random ops (dropout) on the trainer's saved RNG state."""
+        if not self._uses_dropout:
+            yield
+            return
+        saved = _get_rng_state(self.device)
+        _set_rng_state(self.device, self._dropout_state)
+        try:
+            yield
+        finally:
+            self._dropout_state = _get_rng_state(self.device)
+            _set_rng_state(self.device, saved)
+
+    def _check_finite_now(self, loss, grad_norm, states_before) -> None:
+        values = torch.stack([loss.detach().float(), grad_norm.float()]).cpu()
+        for name, value in zip(("loss", "gradient norm"), values.tolist(), strict=True):
+            if not math.isfinite(value):
+                self.optimizer.zero_grad(set_to_none=True)
+                self.set_generator_states(states_before)
+                raise TrainingDiverged(self.step + 1, name, value, self.step)
+
+    def _record_row(self, loss, losses, weights, t, grad_norm) -> None:
+        """Write this step's values to the device buffer (no host sync)."""
+        T = self.diffusion.num_timesteps
+        weighted = (losses["loss"].detach() * weights).float()
+        quarter = torch.div(t * 4, T, rounding_mode="floor").clamp_(max=3)
+        sums = torch.zeros(4, device=self.device).scatter_add_(0, quarter, weighted)
+        counts = torch.zeros(4, device=self.device).scatter_add_(0, quarter, torch.ones_like(weighted))
+        row = torch.cat([
+            torch.stack([loss.float(), (losses["mse"].detach() * weights).mean().float(),
+                         (losses["vlb"].detach() * weights).mean().float(), grad_norm.float()]),
+            sums / counts,
+        ])
+        self._rows[len(self._pending)] = row
+
+    # ------------------------------------------------------------------ metrics
+    def _flush(self, on_metrics) -> None:
+        """Read the pending rows (one host sync), check them, append them to history."""
+        count = len(self._pending)
+        if count == 0:
+            return
+        values = self._rows[:count].cpu().numpy().astype(np.float64)
+        now = time.perf_counter()
+        elapsed = max(now - self._window_start, 1e-9)
+        self._window_start = now
+        samples_per_sec = count * self.batch_size * self.world_size / elapsed
+        if self._deferred_checks:
+            self._check_rows(values)
+        rows = []
+        for (step, lr), value in zip(self._pending, values, strict=True):
+            row = {"step": step, "lr": lr, "samples_per_sec": samples_per_sec}
+            row.update({key: float(v) for key, v in zip(_DEVICE_KEYS, value, strict=True)})
+            rows.append(row)
+            for key in HISTORY_KEYS:
+                self.history[key].append(row[key])
+        self._pending.clear()
+        if self._deferred_checks:
+            self._take_snapshot()
+        if on_metrics is not None:
+            on_metrics(rows)
+
+    def _check_rows(self, values: np.ndarray) -> None:
+        for (step, _), value in zip(self._pending, values, strict=True):
+            for key in ("loss", "grad_norm"):
+                v = value[_DEVICE_KEYS.index(key)]
+                if not math.isfinite(v):
+                    good = self._restore_snapshot()
+                    self._pending.clear()
+                    raise TrainingDiverged(step, "gradient norm" if key == "grad_norm" else key,
+                                           float(v), good)
+
+    # ------------------------------------------------------------------ rollback (deferred mode)
+    def _live_tensors(self):
+        weights = [*self.model.parameters(), *self.model.buffers(),
+                   *self.ema_model.parameters(), *self.ema_model.buffers()]
+        optimizer = []
+        for param in self.model.parameters():
+            state = self.optimizer.state.get(param, {})
+            optimizer.extend(state[key] for key in sorted(state) if torch.is_tensor(state[key]))
+        sampler = list(self.timestep_sampler.state_dict().values())
+        return weights, optimizer, sampler
+
+    @torch.no_grad()
+    def _take_snapshot(self) -> None:
+        weights, optimizer, sampler = self._live_tensors()
+        old = self._snapshot
+        if old is not None and len(old.optimizer) == len(optimizer):
+            for saved, live in ((old.weights, weights), (old.optimizer, optimizer),
+                                (old.sampler, sampler)):
+                if saved:
+                    torch._foreach_copy_(saved, [t.detach() for t in live])
+            old.step = self.step
+            old.generators = self.generator_states()
+            return
+        self._snapshot = _Snapshot(self.step, [t.detach().clone() for t in weights],
+                                   [t.detach().clone() for t in optimizer],
+                                   [t.detach().clone() for t in sampler], self.generator_states())
+
+    @torch.no_grad()
+    def _restore_snapshot(self) -> int:
+        """Put back the last snapshot; returns its step."""
+        snap = self._snapshot
+        if snap is None:
+            raise RuntimeError("no snapshot to roll back to")
+        weights, optimizer, sampler = self._live_tensors()
+        torch._foreach_copy_(weights, snap.weights)
+        if len(snap.optimizer) == len(optimizer):
+            if optimizer:
+                torch._foreach_copy_(optimizer, snap.optimizer)
+        else:
+            self.optimizer.state.clear()
+        if sampler:
+            torch._foreach_copy_(sampler, snap.sampler)
+        self.set_generator_states(snap.generators)
+        self.optimizer.zero_grad(set_to_none=True)
+        truncate = len([s for s in self.history["step"] if s <= snap.step])
+        for key in HISTORY_KEYS:
+            del self.history[key][truncate:]
+        self.step = snap.step
+        return snap.step
+
+    # ------------------------------------------------------------------ public control
+    def run(self, steps: int | None = None,
+            on_metrics: Callable[[list[dict]], None] | None = None,
+            should_stop: Callable[[], bool] | None = None,
+            on_probe: Callable[[dict], None] | None = None) -> str:
+        """Take `steps` more optimizer steps (None: until config.train.steps in total).
+
+        should_stop() is polled before every step; on_metrics(rows) gets the new per-step
+        rows every log_every steps and at the end; on_probe(probe) follows each probe
+        (every probe_every steps, and at the next step after request_probe()).
+        Returns "finished", or "stopped" when should_stop() said so.
+        Raises TrainingDiverged on a non-finite loss or gradient norm (last good weights kept).
+        """
+        tc = self.config.train
+        if steps is None:
+            steps = max(0, tc.steps - self.step)
+        target = self.step + int(steps)
+        self._pending.clear()
+        self._window_start = time.perf_counter()
+        if self._deferred_checks:
+            self._take_snapshot()
+        status = "finished"
+        while self.step < target:
+            if should_stop is not None and should_stop():
+                status = "stopped"
+                break
+            self._train_step()
+            if len(self._pending) >= tc.log_every:
+                self._flush(on_metrics)
+            due = tc.probe_every > 0 and self.step % tc.probe_every == 0
+            if (due or self._probe_requested.is_set()) and self.rank == 0:
+                self._flush(on_metrics)
+                probe = self.probe()
+                if on_probe is not None:
+                    on_probe(probe)
+        self._flush(on_metrics)
+        return status
+
+    def request_probe(self) -> None:
+        """Ask for a probe at the next step boundary (safe to call from another thread)."""
+        self._probe_requested.set()
+
+    def _eval_model(self) -> nn.Module:
+        return AutocastModel(self.ema_model, "cuda") if self._cuda else self.ema_model
+
+    @torch.no_grad()
+    def probe(self) -> dict:
+        """Per-t diagnostics of the EMA model on the fixed probe batch.
+
+        At K = probe_timesteps evenly spaced t (rounded, unique): loss = mean squared error
+        of the mean channels against their target (eps, x0 or v), vlb = mean VLB term L_t in
+        bits/dim; for learned_range also v_mean/v_std and log_var_mean/log_var_std, the mean
+        and standard deviation of the interpolation weight v and of log Sigma_theta over all
+        entries (batch and dimensions) of the probe batch. Arrays are float64 numpy (K,);
+        the learned-variance entries are None for a fixed variance. Appended to probe_history.
+        """
+        self._probe_requested.clear()
+        T = self.diffusion.num_timesteps
+        ts = np.unique(np.round(np.linspace(0, T - 1, self.config.train.probe_timesteps)).astype(np.int64))
+        x0, noise, y = self._probe_batch
+        kwargs = {} if y is None else {"y": y}
+        model = self._eval_model()
+        learned = self.diffusion.learns_sigma
+        stats = []
+        with self._ema_lock:
+            for step in ts.tolist():
+                t = torch.full((x0.shape[0],), step, dtype=torch.long, device=self.device)
+                x_t = self.diffusion.q_sample(x0, t, noise)
+                out = self.diffusion.run_model(model, x_t, t, kwargs)
+                mean_channels = out[:, : x0.shape[1]]
+                target = self.diffusion.target_from_x0_eps(x0, noise, t)
+                row = [mean_flat((target - mean_channels) ** 2).mean(),
+                       self.diffusion.vlb_terms(None, x0, x_t, t, model_output=out)["output"].mean()]
+                if learned:
+                    pmv = self.diffusion.p_mean_variance(None, x_t, t, model_output=out)
+                    v, log_var = pmv["v_frac"], pmv["log_variance"]
+                    row += [v.mean(), v.std(), log_var.mean(), log_var.std()]
+                stats.append(torch.stack(row))
+        values = torch.stack(stats).double().cpu().numpy()
+        result = {"step": self.step, "t": ts, "loss": values[:, 0], "vlb": values[:, 1],
+                  "v_mean": None, "v_std": None, "log_var_mean": None, "log_var_std": None}
+        if learned:
+            result.update(v_mean=values[:, 2], v_std=values[:, 3],
+                          log_var_mean=values[:, 4], log_var_std=values[:, 5])
+        self.probe_history.append(result)
+        return result
+
+    def ema_snapshot(self) -> nn.Module:
+        """A frozen copy of the EMA network (same device, eval mode) for sampling threads."""
+        with self._ema_lock:
+            return make_ema(self.ema_model)
+
+
+def _adamw(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel for all parameters) on CUDA and CPU where torch supports it."""
+    if device.type in ("cuda", "cpu"):
+        try:
+            return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+        except (RuntimeError, TypeError):
+            pass
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def _get_rng_state(device: torch.device) -> torch.Tensor:
+    if device.type == "cuda":
+        return torch.cuda.get_rng_state(device)
+    if device.type == "mps":
+        return torch.mps.get_rng_state()
+    return torch.get_rng_state()
+
+
+def _set_rng_state(device: torch.device, state: torch.Tensor) -> None:
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state, device)
+    elif device.type == "mps":
+        torch.mps.set_rng_state(state)
+    else:
+        torch.set_rng_state(state)

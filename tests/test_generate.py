@@ -1,0 +1,152 @@
+"""core.generate.sample: frames, shapes, dtypes, respacing, guidance, seeds, stopping."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core.config import ModelConfig
+from core.diffusion import GaussianDiffusion
+from core.generate import Trajectory, images_to_uint8, sample
+from core.models import build_model
+from core.schedule import NoiseSchedule, get_betas, space_timesteps
+
+
+def diffusion(T=20, data_kind="continuous", var_type="fixed_small"):
+    return GaussianDiffusion(NoiseSchedule(get_betas("linear", T)), var_type=var_type,
+                             data_kind=data_kind)
+
+
+class ConstantEps(nn.Module):
+    """eps_hat = value[y] (or value[0] without labels), whatever x and t are."""
+
+    def __init__(self, values, num_classes=None):
+        super().__init__()
+        self.values = torch.as_tensor(values, dtype=torch.float32)
+        self.num_classes = num_classes
+        self.seen_labels = []
+
+    def forward(self, x, t, y=None):
+        if y is None:
+            return self.values[0].expand_as(x).clone()
+        self.seen_labels.append(y.clone())
+        return self.values[y].reshape(-1, *([1] * (x.ndim - 1))).expand_as(x).clone()
+
+
+def test_ddim_with_zero_eps_scales_the_noise_in_closed_form():
+    """eps_hat = 0 and eta = 0: x_prev = sqrt(abar_prev / abar) x_t at each step, so the
+    product telescopes to x_0 = x_T / sqrt(abar at the first visited step)."""
+    d = diffusion(T=20)
+    traj = sample(ConstantEps([0.0]), d, 5, (2,), sampler="ddim", steps=4, seed=7)
+    x_T = torch.randn((5, 2), generator=torch.Generator().manual_seed(7)).double().numpy()
+    kept = space_timesteps(20, "4")
+    expected = x_T / np.sqrt(d.schedule.alphas_cumprod[kept[-1]])
+    np.testing.assert_allclose(traj.final, expected, rtol=1e-5)
+    np.testing.assert_allclose(traj.x[0], x_T, rtol=1e-6)
+    assert traj.timesteps.tolist() == [20] + kept[::-1]
+    assert traj.variance.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert traj.completed and traj.kind == "vector" and traj.final_uint8 is None
+
+
+def test_ddpm_variance_is_the_posterior_variance_and_zero_at_the_end():
+    d = diffusion(T=10)
+    traj = sample(ConstantEps([0.0]), d, 3, (2,), sampler="ddpm")
+    expected = d.schedule.posterior_variance[::-1].copy()
+    expected[-1] = 0.0
+    np.testing.assert_allclose(traj.variance[1:], expected, rtol=1e-5)
+    assert traj.timesteps.tolist() == [10] + list(range(9, -1, -1))
+
+
+def test_record_every_keeps_first_and_last():
+    traj = sample(ConstantEps([0.1]), diffusion(T=20), 4, (2,), record_every=7)
+    assert traj.timesteps.tolist() == [20, 13, 6, 0]
+    assert traj.x.shape == (4, 4, 2) and traj.pred_x0.shape == (4, 4, 2)
+    assert traj.x.dtype == np.float32
+    np.testing.assert_array_equal(traj.x[-1], traj.final)
+
+
+def test_default_steps_all_for_ddpm_fifty_for_ddim():
+    d = diffusion(T=60)
+    assert len(sample(ConstantEps([0.0]), d, 1, (2,), sampler="ddpm").timesteps) == 61
+    assert len(sample(ConstantEps([0.0]), d, 1, (2,), sampler="ddim").timesteps) == 51
+    with pytest.raises(ValueError, match="only 60 timesteps"):
+        sample(ConstantEps([0.0]), d, 1, (2,), steps=61)
+
+
+def test_images_are_uint8_frames_and_final_in_data_space():
+    model = build_model(ModelConfig(kind="unet", channels=8, channel_mult=(1,), num_res_blocks=1,
+                                    attention_resolutions=()), (1, 8, 8))
+    d = diffusion(T=6, data_kind="image")
+    traj = sample(model.eval(), d, 3, (1, 8, 8), sampler="ddim", steps=3)
+    assert traj.kind == "image"
+    assert traj.x.shape == (4, 3, 8, 8, 1) and traj.x.dtype == np.uint8
+    assert traj.pred_x0.shape == (4, 3, 8, 8, 1) and traj.pred_x0.dtype == np.uint8
+    assert traj.final.shape == (3, 1, 8, 8) and traj.final.dtype == np.float32
+    assert traj.final.min() >= -1.0 and traj.final.max() <= 1.0       # clipped x0 by default
+    np.testing.assert_array_equal(traj.final_uint8, images_to_uint8(torch.from_numpy(traj.final)))
+
+
+def test_images_to_uint8_endpoints():
+    x = torch.tensor([-1.0, 0.0, 1.0, 3.0]).reshape(1, 1, 1, 4)
+    assert images_to_uint8(x).reshape(-1).tolist() == [0, 128, 255, 255]
+
+
+def test_same_seed_same_samples_other_seed_other_samples():
+    d = diffusion(T=10)
+    a = sample(ConstantEps([0.2]), d, 4, (2,), seed=1).final
+    b = sample(ConstantEps([0.2]), d, 4, (2,), seed=1).final
+    c = sample(ConstantEps([0.2]), d, 4, (2,), seed=2).final
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_guidance_mixes_conditional_and_null_outputs():
+    """Guided eps = (1 + w) eps(y) - w eps(null): the same run as an unguided model that
+    outputs that mixture directly."""
+    values = [0.3, -0.2, 0.5]                  # classes 0, 1 and the null class 2
+    w, label = 2.0, 1
+    guided_model = ConstantEps(values, num_classes=2)
+    guided = sample(guided_model, diffusion(), 3, (2,), sampler="ddim", steps=5, guidance=w,
+                    label=label, num_classes=2, seed=3)
+    mixed = (1 + w) * values[label] - w * values[2]
+    direct = sample(ConstantEps([mixed]), diffusion(), 3, (2,), sampler="ddim", steps=5, seed=3)
+    np.testing.assert_allclose(guided.final, direct.final, rtol=1e-5)
+    assert {int(v) for y in guided_model.seen_labels for v in y} == {1, 2}
+    assert guided.labels.tolist() == [1, 1, 1]
+
+
+def test_conditional_model_without_label_samples_the_null_class():
+    model = ConstantEps([0.0, 0.0, 0.0], num_classes=2)
+    sample(model, diffusion(T=5), 2, (2,), num_classes=2)
+    assert all(torch.all(y == 2) for y in model.seen_labels)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"guidance": 1.0, "num_classes": 2}, "guidance needs a label"),
+    ({"label": 2, "num_classes": 2}, "classes are 0..1"),
+    ({"label": 0}, "unconditional"),
+    ({"sampler": "euler"}, "sampler"),
+    ({"record_every": 0}, "record_every"),
+])
+def test_bad_arguments_are_clear_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sample(ConstantEps([0.0, 0.0, 0.0]), diffusion(T=5), 2, (2,), **kwargs)
+
+
+def test_should_stop_returns_the_partial_trajectory():
+    d = diffusion(T=10)
+    full = sample(ConstantEps([0.2]), d, 3, (2,), seed=5)
+    calls = []
+    polls = iter([False, False, False, True])
+    partial = sample(ConstantEps([0.2]), d, 3, (2,), seed=5, record_every=2,
+                     progress=lambda i, n: calls.append((i, n)), should_stop=lambda: next(polls))
+    assert isinstance(partial, Trajectory) and not partial.completed
+    assert calls == [(1, 10), (2, 10), (3, 10)]
+    assert partial.timesteps.tolist() == [10, 8, 7]        # frame 0, step 2, and the last step
+    np.testing.assert_array_equal(partial.final, full.x[3])
+
+
+def test_stop_before_the_first_step_returns_only_the_noise():
+    traj = sample(ConstantEps([0.2]), diffusion(T=10), 3, (2,), should_stop=lambda: True)
+    assert not traj.completed and traj.timesteps.tolist() == [10]
+    np.testing.assert_array_equal(traj.final, traj.x[0])

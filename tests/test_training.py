@@ -1,0 +1,362 @@
+"""core.training, core.timestep_sampler, core.ema: the loop, its control, probe, sampler, NaN stop."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import ConfigError, ExperimentConfig
+from core.data import Dataset
+from core.ema import EMA, effective_decay, make_ema
+from core.timestep_sampler import LossAwareSampler, UniformSampler
+from core.training import HISTORY_KEYS, Trainer, TrainingDiverged, resolve_device
+
+
+def toy_dataset(n=400, seed=0, labelled=True):
+    """Four Gaussian blobs in 2-D; label = blob index (a function of the point's quadrant)."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    centres = np.array([[1.5, 1.5], [-1.5, 1.5], [-1.5, -1.5], [1.5, -1.5]])
+    points = centres[labels] + 0.1 * rng.standard_normal((n, 2))
+    cut = n * 9 // 10
+    x = torch.tensor(points, dtype=torch.float32)
+    y = torch.tensor(labels, dtype=torch.long)
+    return Dataset(name="blobs", kind="vector", train=x[:cut], test=x[cut:],
+                   train_labels=y[:cut] if labelled else None,
+                   test_labels=y[cut:] if labelled else None,
+                   num_classes=4 if labelled else None, shape=(2,))
+
+
+def tiny_config(model=None, diffusion=None, train=None) -> ExperimentConfig:
+    data = {
+        "model": {"kind": "mlp", "hidden": 32, "mlp_blocks": 1, **(model or {})},
+        "diffusion": {"schedule": "linear", "timesteps": 20, **(diffusion or {})},
+        "train": {"batch_size": 64, "lr": 3e-3, "warmup_steps": 5, "steps": 40, "device": "cpu",
+                  "log_every": 5, "probe_every": 0, "probe_timesteps": 4, "ema_decay": 0.9,
+                  **(train or {})},
+    }
+    return ExperimentConfig.from_dict(data).validate()
+
+
+def weights_of(trainer):
+    state = {f"model.{k}": v.clone() for k, v in trainer.model.state_dict().items()}
+    state.update({f"ema.{k}": v.clone() for k, v in trainer.ema_model.state_dict().items()})
+    for i, entry in trainer.optimizer.state_dict()["state"].items():
+        state.update({f"optim.{i}.{k}": v.clone() for k, v in entry.items()})
+    return state
+
+
+def assert_same_state(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+# ---------------------------------------------------------------------- the loop
+def test_loss_falls_and_history_has_one_row_per_step():
+    trainer = Trainer(tiny_config(train={"steps": 150}), dataset=toy_dataset())
+    delivered = []
+    assert trainer.run(on_metrics=delivered.extend) == "finished"
+    assert trainer.step == 150
+    assert [row["step"] for row in delivered] == list(range(1, 151))
+    assert set(HISTORY_KEYS) <= set(delivered[0])
+    for key in HISTORY_KEYS:
+        assert len(trainer.history[key]) == 150
+    losses = np.array(trainer.history["loss"])
+    assert losses[-20:].mean() < 0.6 * losses[:10].mean()
+    assert all(row["samples_per_sec"] > 0 for row in delivered)
+
+
+def test_metrics_arrive_every_log_every_steps():
+    trainer = Trainer(tiny_config(train={"log_every": 4}), dataset=toy_dataset())
+    batches = []
+    trainer.run(10, on_metrics=lambda rows: batches.append([r["step"] for r in rows]))
+    assert batches == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+
+
+def test_warmup_learning_rate_in_history():
+    trainer = Trainer(tiny_config(train={"warmup_steps": 4, "lr": 0.01}), dataset=toy_dataset())
+    trainer.run(6)
+    assert trainer.history["lr"] == pytest.approx([0.0025, 0.005, 0.0075, 0.01, 0.01, 0.01])
+
+
+def test_loss_quarters_with_batch_of_one():
+    """With one example per step exactly one quarter of [0, T) is non-empty and its mean is
+    the loss; the other three are NaN (as improved-diffusion's per-quartile logs)."""
+    trainer = Trainer(tiny_config(train={"batch_size": 1}), dataset=toy_dataset())
+    trainer.run(30)
+    seen = set()
+    for i in range(30):
+        quarters = [trainer.history[f"loss_q{q}"][i] for q in range(4)]
+        finite = [q for q, v in enumerate(quarters) if math.isfinite(v)]
+        assert len(finite) == 1
+        assert quarters[finite[0]] == pytest.approx(trainer.history["loss"][i], rel=1e-6)
+        seen.add(finite[0])
+    assert len(seen) > 1
+
+
+def test_should_stop_is_polled_before_every_step():
+    trainer = Trainer(tiny_config(), dataset=toy_dataset())
+    polls = []
+
+    def should_stop():
+        polls.append(trainer.step)
+        return len(polls) == 7
+
+    rows = []
+    assert trainer.run(100, on_metrics=rows.extend, should_stop=should_stop) == "stopped"
+    assert polls == [0, 1, 2, 3, 4, 5, 6]
+    assert trainer.step == 6
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert trainer.run(4) == "finished" and trainer.step == 10
+
+
+def test_run_without_steps_goes_to_the_configured_total():
+    trainer = Trainer(tiny_config(train={"steps": 12}), dataset=toy_dataset())
+    trainer.run(5)
+    trainer.run()
+    assert trainer.step == 12
+
+
+def test_same_seed_same_run_other_seed_other_run():
+    def losses(seed):
+        trainer = Trainer(tiny_config(train={"seed": seed}), dataset=toy_dataset())
+        trainer.run(8)
+        return trainer.history["loss"]
+
+    assert losses(3) == losses(3)
+    assert losses(3) != losses(4)
+
+
+def test_unavailable_or_unknown_device_is_a_clear_error():
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="train.device"):
+        resolve_device("tpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+
+
+def test_class_conditional_needs_labels():
+    config = tiny_config(train={"class_conditional": True})
+    with pytest.raises(ConfigError, match="no class labels"):
+        Trainer(config, dataset=toy_dataset(labelled=False))
+
+
+# ---------------------------------------------------------------------- label dropout
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_label_dropout_replaces_labels_by_the_null_class(p):
+    trainer = Trainer(tiny_config(train={"class_conditional": True, "label_dropout": p,
+                                         "batch_size": 500}), dataset=toy_dataset())
+    x0, kwargs, _, _, _ = trainer._draw_batch()
+    y = kwargs["y"]
+    null = y == trainer.num_classes
+    # the kept labels are the true ones: the blob index is a function of the quadrant
+    quadrant = torch.where(x0[:, 0] > 0, torch.where(x0[:, 1] > 0, 0, 3),
+                           torch.where(x0[:, 1] > 0, 1, 2))
+    assert torch.equal(y[~null], quadrant[~null])
+    fraction = null.float().mean().item()
+    assert abs(fraction - p) < 0.07
+
+
+# ---------------------------------------------------------------------- probe
+def test_probe_at_initialisation_matches_closed_form():
+    """The networks' output layers start at zero, so eps_hat = 0. Then the probe's loss is
+    mean(eps^2) and, for t >= 1, the VLB term is KL(N(mu~, b~) || N(mu, b~)) with
+    mu~ - mu = coef1 (x0 - x_t / sqrt(abar)) = -coef1 sqrt((1 - abar) / abar) eps."""
+    trainer = Trainer(tiny_config(train={"probe_timesteps": 5}), dataset=toy_dataset())
+    probe = trainer.probe()
+    T = 20
+    expected_t = np.round(np.linspace(0, T - 1, 5)).astype(int)
+    assert probe["t"].tolist() == expected_t.tolist()
+    assert probe["v_mean"] is None and probe["log_var_std"] is None
+    x0, noise, _ = trainer._probe_batch
+    eps2 = noise.double().pow(2).mean().item()
+    assert probe["loss"] == pytest.approx([eps2] * 5, rel=1e-5)
+    s = trainer.diffusion.schedule
+    for k, t in enumerate(expected_t):
+        if t == 0:
+            continue
+        coef1, abar, var = s.posterior_mean_coef1[t], s.alphas_cumprod[t], s.posterior_variance[t]
+        kl_nats = coef1 ** 2 * (1 - abar) / abar * eps2 / (2 * var)
+        assert probe["vlb"][k] == pytest.approx(kl_nats / math.log(2), rel=1e-3)
+    assert trainer.probe_history[-1] is probe
+
+
+def test_probe_learned_range_fields_at_initialisation():
+    """Zero output -> v = (0 + 1) / 2 everywhere, log Sigma = (log beta + log beta~) / 2."""
+    config = tiny_config(diffusion={"variance_type": "learned_range", "loss_type": "hybrid"},
+                         train={"probe_timesteps": 6})
+    trainer = Trainer(config, dataset=toy_dataset())
+    probe = trainer.probe()
+    s = trainer.diffusion.schedule
+    t = probe["t"]
+    assert probe["v_mean"] == pytest.approx([0.5] * 6)
+    assert probe["v_std"] == pytest.approx([0.0] * 6, abs=1e-7)
+    expected = 0.5 * (np.log(s.betas[t]) + s.posterior_log_variance_clipped[t])
+    assert probe["log_var_mean"] == pytest.approx(expected, rel=1e-5)
+    assert all(len(probe[k]) == 6 for k in ("loss", "vlb", "v_mean", "v_std", "log_var_mean", "log_var_std"))
+
+
+def test_probe_runs_periodically_and_on_request():
+    trainer = Trainer(tiny_config(train={"probe_every": 5}), dataset=toy_dataset())
+    probes = []
+    trainer.run(12, on_probe=probes.append)
+    assert [p["step"] for p in probes] == [5, 10]
+    trainer.request_probe()
+    trainer.run(1, on_probe=probes.append)
+    assert [p["step"] for p in probes] == [5, 10, 13]
+
+
+def test_probe_uses_the_ema_model_and_a_fixed_batch():
+    trainer = Trainer(tiny_config(), dataset=toy_dataset())
+    trainer.run(20)
+    first, second = trainer.probe(), trainer.probe()
+    assert np.array_equal(first["loss"], second["loss"])      # fixed batch and noise
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)                                          # the live model is not probed
+    assert np.array_equal(trainer.probe()["loss"], first["loss"])
+
+
+# ---------------------------------------------------------------------- EMA
+def test_ema_update_is_the_weighted_average():
+    model = torch.nn.Linear(3, 2)
+    average = make_ema(model)
+    before = [p.detach().clone() for p in average.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0).add_(1.0)
+    EMA(average, model).update(0.75)
+    for old, new, live in zip(before, average.parameters(), model.parameters(), strict=True):
+        assert torch.allclose(new, 0.75 * old + 0.25 * live.detach())
+    assert not any(p.requires_grad for p in average.parameters())
+    assert effective_decay(0.999, 0) == pytest.approx(0.1)
+    assert effective_decay(0.999, 10**6) == 0.999
+
+
+def test_ema_snapshot_is_a_frozen_independent_copy():
+    trainer = Trainer(tiny_config(), dataset=toy_dataset())
+    trainer.run(5)
+    snapshot = trainer.ema_snapshot()
+    saved = {k: v.clone() for k, v in snapshot.state_dict().items()}
+    assert all(torch.equal(saved[k], v) for k, v in trainer.ema_model.state_dict().items())
+    trainer.run(5)
+    assert all(torch.equal(saved[k], v) for k, v in snapshot.state_dict().items())
+    assert not any(torch.equal(saved[k], v) for k, v in trainer.ema_model.state_dict().items()
+                   if k.endswith("weight") and "out" in k)
+    assert not snapshot.training and not any(p.requires_grad for p in snapshot.parameters())
+
+
+# ---------------------------------------------------------------------- timestep samplers
+def test_uniform_sampler_weights_are_one():
+    t, w = UniformSampler(10).sample(1000, torch.Generator().manual_seed(0))
+    assert t.min() >= 0 and t.max() <= 9 and torch.all(w == 1)
+    assert len(torch.unique(t)) == 10
+
+
+def test_loss_aware_sampler_is_uniform_until_every_t_has_ten_losses():
+    sampler = LossAwareSampler(4)
+    for _ in range(9):
+        sampler.update(torch.arange(4), torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    sampler.update(torch.tensor([0, 1, 2]), torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.allclose(sampler.probabilities(), torch.full((4,), 0.25))
+    sampler.update(torch.tensor([3]), torch.tensor([4.0]))
+    assert not torch.allclose(sampler.probabilities(), torch.full((4,), 0.25))
+
+
+def test_loss_aware_probabilities_match_improved_ddpm_formula():
+    T = 5
+    sampler = LossAwareSampler(T)
+    rng = np.random.default_rng(0)
+    history = rng.uniform(0.1, 3.0, size=(T, 12))          # 12 > 10: only the last 10 count
+    for k in range(12):                                      # one loss per t per batch, in order
+        sampler.update(torch.arange(T), torch.tensor(history[:, k], dtype=torch.float32))
+    kept = history[:, -10:]
+    w = np.sqrt((kept ** 2).mean(axis=1))
+    expected = w / w.sum() * (1 - 0.001) + 0.001 / T
+    assert sampler.probabilities().double().numpy() == pytest.approx(expected, rel=1e-5)
+
+
+def test_loss_aware_keeps_the_last_ten_losses_of_a_batch_in_batch_order():
+    sampler = LossAwareSampler(3)
+    t = torch.tensor([1] * 15 + [0] * 10 + [2] * 10)
+    losses = torch.cat([torch.arange(15.0), torch.ones(10), torch.ones(10)])
+    sampler.update(t, losses)
+    assert sorted(sampler.history[1].tolist()) == list(np.arange(5.0, 15.0))
+    assert sampler.count.tolist() == [10, 15, 10]
+
+
+def test_loss_aware_draws_follow_p_and_weights_are_inverse():
+    T = 4
+    sampler = LossAwareSampler(T)
+    for _ in range(10):
+        sampler.update(torch.arange(T), torch.tensor([1.0, 1.0, 2.0, 4.0]))
+    p = sampler.probabilities().double().numpy()
+    t, w = sampler.sample(40000, torch.Generator().manual_seed(1))
+    freq = np.bincount(t.numpy(), minlength=T) / 40000
+    assert freq == pytest.approx(p, abs=0.01)
+    assert w.double().numpy() == pytest.approx(1 / (T * p[t.numpy()]), rel=1e-5)
+
+
+def test_trainer_with_loss_aware_sampling_records_every_loss():
+    config = tiny_config(diffusion={"variance_type": "learned_range", "loss_type": "vlb",
+                                    "timestep_sampler": "loss-aware"})
+    trainer = Trainer(config, dataset=toy_dataset())
+    trainer.run(10)
+    assert isinstance(trainer.timestep_sampler, LossAwareSampler)
+    assert int(trainer.timestep_sampler.count.sum()) == 10 * 64
+    assert all(math.isfinite(v) for v in trainer.history["loss"])
+
+
+# ---------------------------------------------------------------------- divergence
+def test_nan_in_the_batch_stops_training_and_keeps_the_last_good_weights():
+    trainer = Trainer(tiny_config(), dataset=toy_dataset())
+    trainer.run(5)
+    good = weights_of(trainer)
+    clean = trainer._train_x.clone()
+    trainer._train_x[:] = float("nan")
+    with pytest.raises(TrainingDiverged, match=r"step 6: the loss is nan.*step 5") as info:
+        trainer.run(10)
+    assert info.value.step == 6 and info.value.good_step == 5
+    assert trainer.step == 5 and len(trainer.history["loss"]) == 5
+    assert_same_state(weights_of(trainer), good)
+    trainer._train_x.copy_(clean)                         # fixed data: training goes on
+    trainer.run(3)
+    assert trainer.step == 8
+
+
+def test_non_finite_gradient_norm_is_reported(monkeypatch):
+    trainer = Trainer(tiny_config(), dataset=toy_dataset())
+    trainer.run(2)
+    good = weights_of(trainer)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda *a, **k: torch.tensor(float("inf")))
+    with pytest.raises(TrainingDiverged, match="gradient norm is inf"):
+        trainer.run(1)
+    assert_same_state(weights_of(trainer), good)
+
+
+def test_deferred_checks_roll_back_to_the_last_read_step():
+    """The CUDA path reads metrics every log_every steps; a NaN in between rolls back."""
+    trainer = Trainer(tiny_config(train={"log_every": 5}), dataset=toy_dataset())
+    trainer._deferred_checks = True
+    trainer.run(10)
+    good = weights_of(trainer)
+    generators = trainer.generator_states()
+    trainer.run(2)
+    trainer._train_x[:] = float("nan")
+    with pytest.raises(TrainingDiverged, match="step 13: the loss is nan.*step 12"):
+        trainer.run(5)
+    # the last read was at step 12 (end of the previous run), so we are back there
+    assert trainer.step == 12
+    trainer2 = Trainer(tiny_config(train={"log_every": 5}), dataset=toy_dataset())
+    trainer2._deferred_checks = True
+    trainer2.run(10)
+    assert_same_state(weights_of(trainer2), good)
+    assert torch.equal(trainer2.generator_states()["step"], generators["step"])
+    trainer2.run(2)
+    assert_same_state(weights_of(trainer), weights_of(trainer2))
+    assert len(trainer.history["loss"]) == 12
