@@ -10,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
-from app.widgets.plots import color, make_plot, pen
+from app.widgets.plots import color, finite_or_nan, make_plot, pen, show_in_legend
 from core.entropy import entropy_bounds, learned_variance_entropy
 
 
@@ -64,6 +64,8 @@ class EntropyPanel(QWidget):
         self.deltaPlot.setXLink(self.entropyPlot)
         self.upper = np.zeros(0)
         self.lower = np.zeros(0)
+        show_in_legend(self.entropyPlot, self.true_curve, False)
+        show_in_legend(self.entropyPlot, self.learned_curve, False)
 
         session.schedule_changed.connect(self.show_schedule)
         session.probe_added.connect(self.show_probe)
@@ -79,12 +81,14 @@ class EntropyPanel(QWidget):
         self.upper_curve.setData(t, self.upper)
         self.lower_curve.setData(t, self.lower)
         self.learned_curve.setData([], [])
+        show_in_legend(self.entropyPlot, self.learned_curve, False)
         self.show_data_curves(None)
         if self.session.probes:
             self.show_probe(self.session.probes[-1])
 
     def _on_reset(self) -> None:
         self.learned_curve.setData([], [])
+        show_in_legend(self.entropyPlot, self.learned_curve, False)
         if self.session.probes:
             self.show_probe(self.session.probes[-1])
 
@@ -98,6 +102,7 @@ class EntropyPanel(QWidget):
             return
         t = np.asarray(probe["t"], dtype=np.float64)
         self.learned_curve.setData(t, learned_variance_entropy(probe["log_var_mean"], 1))
+        show_in_legend(self.entropyPlot, self.learned_curve, True)
 
     def show_data_curves(self, curves: dict | None) -> None:
         """curves: see MainWindow._compute_data_curves; None clears the data-dependent part."""
@@ -106,13 +111,16 @@ class EntropyPanel(QWidget):
             for item in (self.true_curve, self.marginal_curve, self.delta_curve):
                 item.setData([], [])
             self.true_error.setData(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0))
+            show_in_legend(self.entropyPlot, self.true_curve, False)
             self.note.setText("Bounds per dimension from the schedule. The data's entropy "
                               "curves appear once the data set is loaded.")
             return
         t = np.asarray(curves["t"], dtype=np.float64)
-        self.marginal_curve.setData(t, curves["marginal_entropy"])
-        self.delta_curve.setData(t, curves["marginal_entropy_delta"])
+        self.marginal_curve.setData(t, finite_or_nan(curves["marginal_entropy"]), connect="finite")
+        self.delta_curve.setData(t, finite_or_nan(curves["marginal_entropy_delta"]),
+                                 connect="finite")
         true = curves.get("true_entropy")
+        show_in_legend(self.entropyPlot, self.true_curve, true is not None)
         if true is not None:
             self.true_curve.setData(t, true)
             self.true_error.setData(x=t, y=np.asarray(true),

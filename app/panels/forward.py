@@ -4,6 +4,7 @@ x_t = core GaussianDiffusion.q_sample(x0, t, noise)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt
@@ -23,6 +24,7 @@ from core.data import to_uint8_images
 from core.training import build_diffusion
 
 MAX_POINTS = 2000
+NOISE_EXTENT = 3.5  # N(0, I) points rarely leave [-3.5, 3.5]
 
 
 class ForwardPanel(QWidget):
@@ -143,7 +145,15 @@ class ForwardPanel(QWidget):
             self.note.setText(f"{wanted} examples noised by q(xₜ | x₀) with one fixed noise "
                               "draw; drag the slider to diffuse them.")
         self.show_t(self.forwardSlider.value())
-        self.plot.autoRange(padding=0.02)
+        if vectors:
+            # one view for every t: the data and the N(0, I) cloud the data diffuses into
+            data = self.x0.numpy()[:, :2].astype(np.float64)
+            lo = np.minimum(data.min(axis=0), -NOISE_EXTENT)
+            hi = np.maximum(data.max(axis=0), NOISE_EXTENT)
+            self.plot.setRange(xRange=(float(lo[0]), float(hi[0])),
+                               yRange=(float(lo[1]), float(hi[1])), padding=0.03)
+        else:
+            self.plot.autoRange(padding=0.02)
 
     def show_t(self, t: int) -> None:
         if self.diffusion is None:

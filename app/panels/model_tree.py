@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
 )
 
 COLUMNS = ["Module", "Type", "Parameters", "Output shape"]
-EXPAND_DEPTH = 1
+EXPAND_DEPTH = 2
 
 
 def format_shape(shape) -> str:

@@ -8,7 +8,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
-from app.widgets.plots import color, make_plot, pen
+from app.widgets.plots import color, make_plot, pen, show_in_legend
 
 
 def positive_or_nan(values: np.ndarray) -> np.ndarray:
@@ -100,6 +100,7 @@ class SchedulePanel(QWidget):
         learned = cfg.diffusion.variance_type == "learned_range"
         self.sigma_curve.setVisible(learned)
         self.band.setVisible(learned)
+        show_in_legend(self.schedulePlot, self.sigma_curve, learned)
         if learned:
             self.note.setText("Σθ(t) appears between β̃ₜ and βₜ after the first probe of "
                               "training (every probe_every steps).")

@@ -28,8 +28,8 @@ from PySide6.QtWidgets import (
 from app.widgets.images import for_image_item, qimage_to_array, tile_images
 from app.widgets.plots import color
 
-TRAIL_FRAMES = 12
-MAX_TRAIL_POINTS = 400
+TRAIL_FRAMES = 8
+MAX_TRAIL_POINTS = 150
 MAX_BACKGROUND_POINTS = 3000
 PLAY_INTERVAL_MS = 40
 GIF_MAX_FRAMES = 80
@@ -50,30 +50,42 @@ def _image_view(plot: pg.PlotItem) -> None:
     plot.hideButtons()
 
 
-class FrameView(pg.GraphicsLayoutWidget):
-    """Two linked views side by side: a frame's x_t and its predicted x0."""
+class FrameView(QWidget):
+    """Two equal views side by side: a frame's x_t and its predicted x0 (one widget, so
+    grab() captures both and it takes the keyboard focus for the arrow keys)."""
 
     def __init__(self, object_name: str, titles: tuple[str, str], parent=None):
-        super().__init__(parent=parent)
+        super().__init__(parent)
         self.setObjectName(object_name)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.left = self.addPlot(row=0, col=0, title=titles[0])
-        self.right = self.addPlot(row=0, col=1, title=titles[1])
+        self.widgets = [pg.PlotWidget(), pg.PlotWidget()]
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        for widget, title in zip(self.widgets, titles, strict=True):
+            widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            widget.getPlotItem().setTitle(title, size="11pt")
+            layout.addWidget(widget, 1)
+        self.left, self.right = (w.getPlotItem() for w in self.widgets)
         for plot in (self.left, self.right):
             _points_view(plot)
         grey = pg.mkBrush(120, 120, 120, 40)
         self.background = [pg.ScatterPlotItem(size=3, pen=None, brush=grey) for _ in range(2)]
         brushes = [pg.mkBrush(color(0)), pg.mkBrush(color(1))]
         self.points = [pg.ScatterPlotItem(size=4, pen=None, brush=b) for b in brushes]
-        self.trails = pg.PlotCurveItem(pen=pg.mkPen(0, 114, 178, 70, width=1))
+        self.trails = pg.PlotCurveItem(pen=pg.mkPen(0, 114, 178, 60, width=1))
         self.images = [pg.ImageItem(), pg.ImageItem()]
         for plot, bg, pts, img in zip((self.left, self.right), self.background, self.points,
-                                      self.images, strict=False):
+                                      self.images, strict=True):
             plot.addItem(img)
             plot.addItem(bg)
             plot.addItem(pts)
         self.left.addItem(self.trails)
         self.mode = "points"
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        self.setFocus()
+        super().mousePressEvent(event)
 
     def set_mode(self, mode: str) -> None:
         """"points" (2-D scatter) or "images" (a tiled grid)."""
@@ -115,7 +127,8 @@ class FrameView(pg.GraphicsLayoutWidget):
 
     def set_range(self, lo: np.ndarray, hi: np.ndarray) -> None:
         for plot in (self.left, self.right):
-            plot.setRange(xRange=(lo[0], hi[0]), yRange=(lo[1], hi[1]), padding=0.02)
+            plot.setRange(xRange=(float(lo[0]), float(hi[0])),
+                          yRange=(float(lo[1]), float(hi[1])), padding=0.02)
 
     def fit_images(self) -> None:
         for plot in (self.left, self.right):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.widgets.plots import make_plot, pen
 
@@ -26,11 +26,19 @@ class VlbPanel(QWidget):
                                        "timestep t", "loss", log_y=True)
         self.note = QLabel("The bound's terms appear after the first probe of training.")
         self.note.setObjectName("vlbNote")
+        self.logCheck = QCheckBox("log y (non-positive terms are left out)")
+        self.logCheck.setObjectName("vlbLogCheck")
+        self.logCheck.setChecked(True)
+        self.logCheck.toggled.connect(
+            lambda on: self.vlbPlot.getPlotItem().setLogMode(y=on))
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.vlbPlot, 3)
         layout.addWidget(self.probeLossPlot, 2)
-        layout.addWidget(self.note)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.note, 1)
+        bottom.addWidget(self.logCheck)
+        layout.addLayout(bottom)
         self.probeLossPlot.setXLink(self.vlbPlot)
 
         vlb = self.vlbPlot.getPlotItem()

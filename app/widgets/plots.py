@@ -51,6 +51,25 @@ def make_plot(object_name: str, title: str = "", x_label: str = "", y_label: str
     return widget
 
 
+def show_in_legend(plot: pg.PlotWidget, item, visible: bool) -> None:
+    """Add or remove `item`'s legend entry, so the legend lists only curves that apply."""
+    legend = plot.getPlotItem().legend
+    if legend is None:
+        return
+    listed = any(sample.item is item for sample, _label in legend.items)
+    if visible and not listed:
+        legend.addItem(item, item.name())
+    elif not visible and listed:
+        legend.removeItem(item)
+
+
+def finite_or_nan(values) -> np.ndarray:
+    """float64 copy with +-inf replaced by NaN (pyqtgraph leaves NaN gaps)."""
+    values = np.array(values, dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
 def curves_of(plot: pg.PlotWidget) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, x, y) of every curve in `plot`, the data as set (not the displayed subset)."""
     result = []
