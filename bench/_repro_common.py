@@ -8,11 +8,13 @@ Figures go to docs/figures/ by default, results (JSON) next to them unless --jso
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -103,7 +105,10 @@ def _jsonable(value):
     if isinstance(value, np.integer):
         return int(value)
     if isinstance(value, Path):
-        return str(value)
+        try:
+            return str(value.resolve().relative_to(REPO_ROOT))
+        except ValueError:
+            return str(value)
     return value
 
 
@@ -135,21 +140,117 @@ def mean_and_stderr(values) -> tuple[float, float]:
     return float(values.mean()), float(values.std(ddof=1) / np.sqrt(values.size))
 
 
-def train_model(config, dataset, steps: int, progress_every: int = 0, label: str = ""):
-    """Train with core.training.Trainer for `steps` steps on CPU; returns (trainer, seconds).
+CACHE_DIR = REPO_ROOT / "runs" / "repro_cache"  # /runs/ is git-ignored
 
-    progress_every > 0 prints the mean loss of the last `progress_every` steps.
+
+@dataclass
+class TrainedRun:
+    """EMA networks of one training run at increasing step counts.
+
+    snapshots: list of (step, model in eval mode); diffusion: the run's GaussianDiffusion;
+    seconds: wall time of the training itself (from the original run when cached);
+    final_loss: mean training loss over the last 10 % of steps; cached: loaded from disk.
     """
-    from core.training import Trainer
+
+    config: object
+    snapshots: list
+    diffusion: object
+    seconds: float
+    final_loss: float
+    cached: bool
+
+    @property
+    def model(self):
+        """The EMA network after the last snapshot step."""
+        return self.snapshots[-1][1]
+
+    @property
+    def steps(self) -> int:
+        return int(self.snapshots[-1][0])
+
+
+def _cache_path(config, dataset, snapshot_steps) -> Path:
+    key = json.dumps({"config": config.to_dict(), "data": dataset.name,
+                      "shape": list(dataset.shape), "n": int(dataset.train.shape[0]),
+                      "snapshots": [int(s) for s in snapshot_steps]}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return CACHE_DIR / f"{config.name}-{digest}.pt"
+
+
+def train_snapshots(config, dataset, snapshot_steps, *, cache: bool = True, label: str = "",
+                    progress_every: int = 0) -> TrainedRun:
+    """Train `config` on `dataset` with core.training.Trainer (CPU), keeping a frozen copy of
+    the EMA network after each step count in `snapshot_steps` (increasing).
+
+    With cache=True the EMA weights and timings are stored in runs/repro_cache/ under a hash
+    of (config, data set, snapshot steps) and re-used by later runs of any script.
+    """
+    import torch
+
+    from core.models import build_model
+    from core.training import Trainer, build_diffusion
+
+    snapshot_steps = [int(s) for s in snapshot_steps]
+    if not snapshot_steps or sorted(set(snapshot_steps)) != snapshot_steps or snapshot_steps[0] < 1:
+        raise ValueError(f"snapshot_steps must be increasing positive integers, got {snapshot_steps}")
+    path = _cache_path(config, dataset, snapshot_steps)
+    diffusion = build_diffusion(config, dataset.kind)
+    if cache and path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        snapshots = []
+        for step, state in zip(saved["steps"], saved["states"], strict=True):
+            model = build_model(config.model, dataset.shape, None, learn_sigma=diffusion.learns_sigma)
+            model.load_state_dict(state)
+            model.requires_grad_(False)
+            snapshots.append((int(step), model.eval()))
+        print(f"  [{label}] loaded {path.name} (trained {saved['seconds']:.0f} s)", flush=True)
+        return TrainedRun(config, snapshots, diffusion, float(saved["seconds"]),
+                          float(saved["final_loss"]), True)
 
     trainer = Trainer(config, dataset=dataset, device="cpu")
     clock = Stopwatch()
+    last_print = [0]
 
     def report(rows):
-        if progress_every and trainer.step % progress_every < len(rows):
+        if progress_every and trainer.step - last_print[0] >= progress_every:
+            last_print[0] = trainer.step
             recent = trainer.history["loss"][-progress_every:]
-            print(f"  [{label}] step {trainer.step}/{steps} loss {np.mean(recent):.4f} "
+            print(f"  [{label}] step {trainer.step} loss {np.mean(recent):.4f} "
                   f"({clock.elapsed():.0f} s)", flush=True)
 
-    trainer.run(steps, on_metrics=report)
-    return trainer, clock.elapsed()
+    snapshots = []
+    for target in snapshot_steps:
+        trainer.run(target - trainer.step, on_metrics=report)
+        snapshots.append((trainer.step, trainer.ema_snapshot()))
+    seconds = clock.elapsed()
+    losses = trainer.history["loss"]
+    final_loss = float(np.mean(losses[-max(1, len(losses) // 10):]))
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"steps": [s for s, _ in snapshots],
+                    "states": [m.state_dict() for _, m in snapshots],
+                    "seconds": seconds, "final_loss": final_loss}, path)
+    return TrainedRun(config, snapshots, diffusion, seconds, final_loss, False)
+
+
+TOY_STEPS = 4000
+TOY_SNAPSHOTS = (250, 1000, TOY_STEPS)  # shared, so the toy scripts re-use each other's cache
+
+
+def toy_config(dataset: str, variance_type: str, loss_type: str, *, timesteps: int = 1000,
+               schedule: str = "cosine", steps: int = TOY_STEPS, hidden: int = 128,
+               seed: int = 0):
+    """The 2-D toy run of the repro scripts: the app's toy-2d preset network (MLP 128 x 3,
+    batch 256, lr 2e-3) with an eps model on `schedule` with `timesteps` steps."""
+    from core.config import DiffusionConfig, ExperimentConfig, ModelConfig, TrainConfig
+
+    return ExperimentConfig(
+        name=f"toy-{dataset}-{variance_type}-{loss_type}-T{timesteps}",
+        model=ModelConfig(kind="mlp", hidden=hidden, mlp_blocks=3, dropout=0.0),
+        diffusion=DiffusionConfig(schedule=schedule, timesteps=timesteps, mean_type="eps",
+                                  variance_type=variance_type, loss_type=loss_type),
+        train=TrainConfig(dataset=dataset, num_samples=20000, batch_size=256, lr=2e-3,
+                          warmup_steps=100, ema_decay=0.995, steps=steps, seed=seed,
+                          device="cpu", log_every=10, probe_every=0,
+                          probe_timesteps=min(20, timesteps)),
+    ).validate()
