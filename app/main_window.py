@@ -258,6 +258,8 @@ class MainWindow(QMainWindow):
         self.sampling.finished.connect(self._on_sampling_finished)
         self.trajectory_panel.sample_requested.connect(self.sample)
         self.trajectory_panel.cancel_requested.connect(self.cancel_sampling)
+        self.trajectory_panel.error.connect(self.show_error)
+        self.trajectory_panel.message.connect(self._status_message)
         self.jobs.failed.connect(self.show_error)
         self.session.schedule_changed.connect(lambda _s: self._curves_timer.start())
 
@@ -741,6 +743,9 @@ class MainWindow(QMainWindow):
         self.banner.show_message(message, "error")
         self.statusBar().showMessage(message.splitlines()[0][:200], 15000)
         self.error_shown.emit(message)
+
+    def _status_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
 
     def _update_device_status(self) -> None:
         import torch

@@ -40,10 +40,11 @@ class SamplingController(QObject):
         from core.generate import sample
 
         steps = min(int(params.get("steps") or diffusion.num_timesteps), diffusion.num_timesteps)
+        label = params.get("label") if num_classes else None
+        # classifier-free guidance mixes a class with the null class: it needs a class
+        guidance = float(params.get("guidance", 0.0)) if label is not None else 0.0
         kwargs = dict(sampler=params.get("sampler", "ddpm"), steps=steps,
-                      eta=float(params.get("eta", 0.0)),
-                      guidance=float(params.get("guidance", 0.0)) if num_classes else 0.0,
-                      label=params.get("label") if num_classes else None,
+                      eta=float(params.get("eta", 0.0)), guidance=guidance, label=label,
                       num_classes=num_classes, seed=int(params.get("seed", 0)),
                       record_every=record_every_for(steps), device=device)
         count = int(params.get("n", 16))

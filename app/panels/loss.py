@@ -11,15 +11,25 @@ from app.widgets.plots import color, make_plot, pen
 
 # history key -> legend text (what the curve is)
 LOSS_CURVES = [
-    ("loss", "total loss (the objective)"),
-    ("mse", "L_simple: MSE of the mean prediction"),
-    ("vlb", "L_vlb term (bits/dim, sampled t)"),
-    ("loss_q0", "loss, t in 1st quarter [0, T/4)"),
-    ("loss_q1", "loss, t in 2nd quarter"),
-    ("loss_q2", "loss, t in 3rd quarter"),
-    ("loss_q3", "loss, t in 4th quarter [3T/4, T)"),
-    ("grad_norm", "gradient norm (before clipping)"),
+    ("loss", "total loss"),
+    ("mse", "L_simple (MSE)"),
+    ("vlb", "L_vlb (bits/dim)"),
+    ("loss_q0", "loss, t ∈ [0, T/4)"),
+    ("loss_q1", "loss, t ∈ [T/4, T/2)"),
+    ("loss_q2", "loss, t ∈ [T/2, 3T/4)"),
+    ("loss_q3", "loss, t ∈ [3T/4, T)"),
+    ("grad_norm", "gradient norm"),
 ]
+CURVE_TIPS = {
+    "loss": "The objective being minimised (simple, hybrid or vlb, per the Loss setting)",
+    "mse": "L_simple: mean squared error of the model's mean prediction (ε, x₀ or v)",
+    "vlb": "The variational-bound term L_t at the sampled t, in bits per dimension",
+    "loss_q0": "Loss of the batch items whose t fell in the first quarter of the schedule",
+    "loss_q1": "Loss of the batch items whose t fell in the second quarter",
+    "loss_q2": "Loss of the batch items whose t fell in the third quarter",
+    "loss_q3": "Loss of the batch items whose t fell in the last quarter",
+    "grad_norm": "Global gradient norm before clipping",
+}
 DEFAULT_VISIBLE = {"loss", "mse", "vlb", "grad_norm"}
 SMOOTHING = 0.95  # exponential moving average weight of the smoothed curves
 REDRAW_MS = 100
@@ -72,7 +82,8 @@ class LossPanel(QWidget):
         for index, (key, label) in enumerate(LOSS_CURVES):
             check = QCheckBox(label)
             check.setObjectName(f"lossCurveCheck_{key}")
-            check.setStyleSheet(f"QCheckBox {{ color: {color(index)}; font-weight: 600; }}")
+            check.setStyleSheet(f"QCheckBox {{ color: {color(index)}; }}")
+            check.setToolTip(CURVE_TIPS[key])
             check.setChecked(key in DEFAULT_VISIBLE)
             check.toggled.connect(self._apply_toggles)
             curves_layout.addWidget(check)
@@ -124,9 +135,18 @@ class LossPanel(QWidget):
         self._timer.start()
         session.metrics_appended.connect(self._mark_dirty)
         session.history_reset.connect(self._on_reset)
+        session.state_changed.connect(self._on_state)
 
     def _mark_dirty(self, *_args) -> None:
         self._dirty = True
+
+    def _on_state(self, state: str) -> None:
+        """A run ended: fit the x axis to the data again (it grew in steps while running)."""
+        if state in ("finished", "stopped", "failed") and not self._user_range:
+            self._dirty = True
+            self.redraw(force=True)
+            self._x_stepping = False
+            self.lossPlot.getPlotItem().enableAutoRange(x=True)
 
     def _on_user_range(self, *_args) -> None:
         self._user_range = True

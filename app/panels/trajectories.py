@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -34,6 +35,8 @@ MAX_BACKGROUND_POINTS = 3000
 PLAY_INTERVAL_MS = 40
 GIF_MAX_FRAMES = 80
 STRIP_FRAMES = 8
+GIF_MAX_SIDE = 720
+STRIP_SIDE = 320
 
 
 def _points_view(plot: pg.PlotItem) -> None:
@@ -167,6 +170,8 @@ class TrajectoryPanel(QWidget):
 
     sample_requested = Signal(object)
     cancel_requested = Signal()
+    error = Signal(str)      # a readable message for the window's banner
+    message = Signal(str)    # a status-bar message
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -274,8 +279,11 @@ class TrajectoryPanel(QWidget):
         self.playButton.toggled.connect(self._on_play)
         self.trailsCheck.toggled.connect(lambda _on: self.show_frame(self.trajectorySlider.value()))
         self.sampleButton.clicked.connect(self._request)
+        self.gifButton.clicked.connect(self._export_gif_dialog)
+        self.stripButton.clicked.connect(self._export_strip_dialog)
         self.cancelButton.clicked.connect(self.cancel_requested)
         self.samplerCombo.currentIndexChanged.connect(self._sampler_changed)
+        self.classCombo.currentIndexChanged.connect(self._class_changed)
         session.trajectory_changed.connect(self.show_trajectory)
         session.dataset_changed.connect(self.set_dataset)
         session.trainer_changed.connect(self._on_trainer)
@@ -311,7 +319,13 @@ class TrajectoryPanel(QWidget):
             self.classCombo.addItem(f"{index}: {name}", index)
         conditional = bool(names)
         self.classCombo.setEnabled(conditional)
-        self.guidanceSpin.setEnabled(conditional)
+        self._class_changed()
+
+    def _class_changed(self, *_args) -> None:
+        """Guidance mixes the chosen class with the null class: only with a class."""
+        label = self.classCombo.currentData()
+        self.guidanceSpin.setEnabled(self.classCombo.isEnabled() and label is not None
+                                     and label >= 0)
 
     def _on_trainer(self, trainer) -> None:
         classes = getattr(trainer, "num_classes", None) if trainer is not None else None
@@ -452,15 +466,37 @@ class TrajectoryPanel(QWidget):
             self.trajectorySlider.setValue(value)
 
     # -- export ----------------------------------------------------------------------------
-    def _grab_frames(self, indices) -> list[tuple[int, Image.Image]]:
+    def _export_gif_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export trajectory as GIF", "trajectory.gif",
+                                              "GIF animations (*.gif)")
+        if path:
+            self._export(self.export_gif, path)
+
+    def _export_strip_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export trajectory as a PNG strip",
+                                              "trajectory.png", "PNG images (*.png)")
+        if path:
+            self._export(self.export_png_strip, path)
+
+    def _export(self, export, path: str) -> None:
+        try:
+            frames = export(path)
+        except (OSError, ValueError) as exc:
+            self.error.emit(f"Export failed: {exc}")
+            return
+        self.message.emit(f"Saved {frames} frames to {path}")
+
+    def _grab_frames(self, indices, widget, max_side: int) -> list[tuple[int, Image.Image]]:
+        """(t, picture of `widget`) at each frame index, scaled to at most max_side pixels."""
         current = self.trajectorySlider.value()
         frames = []
         try:
             for index in indices:
                 self.show_frame(int(index))
-                image = qimage_to_array(self.trajectoryView.grab().toImage())
+                image = Image.fromarray(qimage_to_array(widget.grab().toImage()))
+                image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
                 t = int(np.asarray(self.trajectory.timesteps)[int(index)])
-                frames.append((t, Image.fromarray(image)))
+                frames.append((t, image))
         finally:
             self.show_frame(current)
         return frames
@@ -472,19 +508,19 @@ class TrajectoryPanel(QWidget):
         indices = np.unique(np.linspace(0, self.frame_count() - 1,
                                         min(GIF_MAX_FRAMES, self.frame_count())).round().astype(int))
         frames = [image.convert("P", palette=Image.Palette.ADAPTIVE)
-                  for _, image in self._grab_frames(indices)]
+                  for _, image in self._grab_frames(indices, self.trajectoryView, GIF_MAX_SIDE)]
         durations = [60] * (len(frames) - 1) + [1500]
         frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:],
                        duration=durations, loop=0)
         return len(frames)
 
     def export_png_strip(self, path: str) -> int:
-        """Evenly spaced frames side by side (x_t and predicted x0), labelled with t."""
+        """Evenly spaced frames of x_t side by side, each labelled with its t."""
         if self.frame_count() == 0:
             raise ValueError("there is no trajectory to export; press Sample first")
         indices = np.unique(np.linspace(0, self.frame_count() - 1,
                                         min(STRIP_FRAMES, self.frame_count())).round().astype(int))
-        frames = self._grab_frames(indices)
+        frames = self._grab_frames(indices, self.trajectoryView.widgets[0], STRIP_SIDE)
         width = sum(image.width for _, image in frames)
         height = max(image.height for _, image in frames) + 22
         strip = Image.new("RGB", (width, height), "white")

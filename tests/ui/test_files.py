@@ -143,6 +143,6 @@ def test_loss_plot_exports_csv_after_training(window, qtbot, tmp_path):
     path = tmp_path / "loss.csv"
     window.export_current_csv(str(path))
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["curve"] == "total loss (the objective) (raw)"]
+        rows = [r for r in csv.DictReader(handle) if r["curve"] == "total loss (raw)"]
     assert [int(float(r["x"])) for r in rows] == list(range(1, 26))
     assert isinstance(window.findChild(pg.PlotWidget, "lossPlot"), pg.PlotWidget)

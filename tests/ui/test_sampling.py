@@ -100,3 +100,28 @@ def test_sampling_without_a_model_explains_what_to_do(window, qtbot):
     with qtbot.waitSignal(window.error_shown, timeout=2000) as shown:
         window.trajectory_panel.sampleButton.click()
     assert "Start" in shown.args[0]
+
+
+def test_class_conditional_images_sample_the_chosen_class_with_guidance(window, qtbot):
+    from core.presets import load_preset
+
+    cfg = load_preset("digits")  # 8x8 digits, class-conditional, learned variance
+    cfg.model.channels, cfg.model.channel_mult = 16, (1,)
+    cfg.model.num_res_blocks, cfg.model.attention_resolutions = 1, ()
+    cfg.diffusion.timesteps = 20
+    cfg.train.steps, cfg.train.batch_size, cfg.train.log_every = 10, 16, 1
+    cfg.train.probe_every, cfg.train.probe_timesteps = 10, 5
+    window.experiment.set_config(cfg, preset=None)
+    qtbot.waitUntil(lambda: window.session.dataset.name == "digits", timeout=30000)
+    assert train(window, qtbot, cfg) == "finished"
+    panel = window.trajectory_panel
+    assert panel.classCombo.isEnabled() and panel.classCombo.count() == 11  # + unconditional
+    panel.classCombo.setCurrentIndex(panel.classCombo.findData(3))
+    panel.guidanceSpin.setValue(1.5)
+    panel.samplerCombo.setCurrentIndex(panel.samplerCombo.findData("ddim"))
+    assert sample(window, qtbot, steps=5, count=4) == "finished"
+    trajectory = window.session.trajectory
+    assert trajectory.kind == "image" and trajectory.x.shape == (6, 4, 8, 8, 1)
+    assert list(trajectory.labels) == [3, 3, 3, 3]
+    view = panel.trajectoryView
+    assert view.mode == "images" and view.images[0].image.shape == (2 * 9 + 1, 2 * 9 + 1)

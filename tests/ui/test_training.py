@@ -13,7 +13,7 @@ from core.presets import load_preset
 def loss_curve(window):
     plot = window.findChild(pg.PlotWidget, "lossPlot")
     return [c for c in plot.getPlotItem().listDataItems()
-            if c.name() == "total loss (the objective) (raw)"][0]
+            if c.name() == "total loss (raw)"][0]
 
 
 def test_train_2d_preset_puts_every_logged_step_on_the_loss_plot(window, qtbot):

@@ -1,0 +1,143 @@
+"""Screenshots of every panel after a real short training, for the README.
+
+Trains the 2-D toy (8 Gaussians, learned variance so Sigma_theta shows) and a tiny MNIST
+UNet through the real window (offscreen, CPU), samples, then saves one PNG per tab:
+docs/screenshots/{toy-2d,mnist}-{loss,schedule,entropy,vlb,trajectories,forward,model}.png,
+palette-quantised to stay small.
+
+    .venv/bin/python docs/make_screenshots.py [--toy-steps 1500] [--mnist-steps 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TAB_FILES = ["loss", "schedule", "entropy", "vlb", "trajectories", "forward", "model"]
+
+
+def wait(ms: int) -> None:
+    """Run the event loop (QTest.qWait would hold the GIL and starve the workers)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def wait_for(condition, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        wait(100)
+
+
+def save_small(image, path: Path) -> None:
+    """Save a QImage as a 256-colour PNG (plots have few colours)."""
+    from PIL import Image
+
+    from app.widgets.images import qimage_to_array
+
+    picture = Image.fromarray(qimage_to_array(image))
+    picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+
+
+def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
+        trails: bool) -> None:
+    window.session.set_trainer(None)
+    window.experiment.set_config(config, preset=None)
+    wait_for(lambda: window.session.dataset is not None
+             and window.session.dataset.name == config.train.dataset, 120, "the data set")
+    finished = []
+    window.training_finished.connect(finished.append)
+    started = time.monotonic()
+    window.controls.startButton.click()
+    wait_for(lambda: finished, 3600, "training")
+    window.training_finished.disconnect(finished.append)
+    print(f"{name}: trained {window.session.trainer.step} steps in "
+          f"{time.monotonic() - started:.0f} s ({finished[0]})", flush=True)
+    panel = window.trajectory_panel
+    panel.set_params(sample_params)
+    sampled = []
+    window.sampling_finished.connect(sampled.append)
+    window.tabs.setCurrentWidget(panel)
+    panel.sampleButton.click()
+    wait_for(lambda: sampled, 1800, "sampling")
+    window.sampling_finished.disconnect(sampled.append)
+    panel.trailsCheck.setChecked(trails)
+    panel.trajectorySlider.setValue(int(frame * panel.trajectorySlider.maximum()))
+    forward = window.forward_panel
+    forward.forwardSlider.setValue(int(0.3 * forward.forwardSlider.maximum()))
+    for index, tab in enumerate(TAB_FILES):
+        window.tabs.setCurrentIndex(index)
+        wait(400)
+        path = out / f"{name}-{tab}.png"
+        save_small(window.grab().toImage(), path)
+        print(f"  {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)", flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--toy-steps", type=int, default=1500)
+    parser.add_argument("--mnist-steps", type=int, default=400)
+    parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    app.setStyle("Fusion")
+    from app.__main__ import configure_threads, prewarm_torch
+    from app.main_window import MainWindow
+    from app.settings import make_settings
+    from app.style import apply_style
+    from core.presets import load_preset
+
+    apply_style(app)
+    configure_threads()
+    prewarm_torch()
+    window = MainWindow(make_settings(str(Path(tempfile.mkdtemp()) / "s.ini")), restore=False)
+    window.resize(1280, 800)
+    window.show()
+
+    toy = load_preset("toy-2d")
+    toy.diffusion.variance_type = "learned_range"
+    toy.diffusion.loss_type = "hybrid"
+    toy.train.steps = args.toy_steps
+    toy.train.probe_every = 100
+    run(window, "toy-2d", toy, {"sampler": "ddpm", "steps": 100, "n": 1000, "seed": 0}, out,
+        frame=0.75, trails=True)
+
+    mnist = load_preset("mnist-ddpm")
+    mnist.model.channels = 16
+    mnist.model.channel_mult = (1, 2)
+    mnist.model.num_res_blocks = 1
+    mnist.model.attention_resolutions = ()
+    mnist.model.dropout = 0.0
+    mnist.diffusion.schedule = "cosine"
+    mnist.train.batch_size = 64
+    mnist.train.lr = 2e-3
+    mnist.train.warmup_steps = 50
+    mnist.train.ema_decay = 0.99
+    mnist.train.steps = args.mnist_steps
+    mnist.train.probe_every = 100
+    mnist.train.log_every = 5
+    run(window, "mnist", mnist, {"sampler": "ddim", "steps": 50, "eta": 0.0, "n": 36, "seed": 0},
+        out, frame=0.6, trails=False)
+    window.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
