@@ -15,6 +15,17 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return name == "OutOfMemoryError" or "out of memory" in text
 
 
+def release_cached_gpu_memory() -> None:
+    """After an out-of-memory error: hand torch's cached blocks back so a retry can fit."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
+
+
 def describe_error(exc: BaseException, action: str = "") -> str:
     """One readable paragraph: what failed, why, and what to try.
 
@@ -24,10 +35,8 @@ def describe_error(exc: BaseException, action: str = "") -> str:
     name = type(exc).__name__
     if is_out_of_memory(exc):
         return prefix + OOM_ADVICE
-    if name == "TrainingDiverged":
-        return (prefix + f"{exc} The weights are those of the last good step. "
-                "Try a lower learning rate or stronger gradient clipping.")
-    if name in ("ConfigError", "DataError", "CheckpointError"):
+    if name in ("TrainingDiverged", "ConfigError", "DataError", "CheckpointError"):
+        # core's messages already name the field or file, the problem and what to try
         return prefix + str(exc)
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
-from app.errors import describe_error
+from app.errors import describe_error, is_out_of_memory, release_cached_gpu_memory
 from app.history import rows_to_columns
 
 DEFAULT_EMIT_HZ = 20.0
@@ -124,6 +124,8 @@ class TrainWorker(QObject):
                                           on_probe=self._on_probe)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the user
             traceback.print_exc()
+            if is_out_of_memory(exc):
+                release_cached_gpu_memory()
             self.failed.emit(describe_error(exc, "Training"))
             status = "failed"
         finally:
@@ -227,6 +229,8 @@ class TaskWorker(QObject):
         except BaseException as exc:  # noqa: BLE001
             if not self._stop.is_set():
                 traceback.print_exc()
+                if is_out_of_memory(exc):
+                    release_cached_gpu_memory()
                 self.failed.emit(describe_error(exc, self._action))
             status = "stopped" if self._stop.is_set() else "failed"
         finally:

@@ -62,6 +62,11 @@ def measure(app, window, seconds: float, train_config=None) -> dict:
         QTimer.singleShot(ms, loop.quit)
         loop.exec()
 
+    deadline = time.monotonic() + 120
+    while window.session.dataset is None or window.jobs.busy():
+        run_loop(100)  # start-up jobs (data set, model description, entropy curves) first
+        if time.monotonic() > deadline:
+            raise RuntimeError("the start-up jobs did not finish")
     if train_config is not None:
         window.experiment.set_config(train_config, preset=None)
         deadline = time.monotonic() + 120
