@@ -190,7 +190,7 @@ class Trainer:
         self._train_model = self._wrap_for_training(self.model)
 
         self._load_data_to_device()
-        self.generators = self._fresh_generators()
+        self._seed_generators()
         self._probe_batch = self._make_probe_batch()
 
         self.step = 0
@@ -229,13 +229,11 @@ class Trainer:
             self._train_y = self.dataset.train_labels[self.rank::self.world_size].to(
                 self.device, torch.long)
 
-    def _fresh_generators(self) -> dict[str, torch.Tensor]:
+    def _seed_generators(self) -> None:
         """The step generator (on device) and the state of the model's dropout RNG."""
         seed = self.config.train.seed + _RANK_SEED_STRIDE * self.rank
         self._step_gen = torch.Generator(device=self.device).manual_seed(seed)
-        dropout_gen = torch.Generator(device=self.device).manual_seed(seed + 1)
-        self._dropout_state = dropout_gen.get_state()
-        return self.generator_states()
+        self._dropout_state = torch.Generator(device=self.device).manual_seed(seed + 1).get_state()
 
     def reseed_generators(self, step: int) -> None:
         """Fresh generators for a resume on another device type (no exact continuation)."""
@@ -294,7 +292,6 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x0, kwargs, t, weights, noise = self._draw_batch()
-        self.model.train()
         with self._model_rng():
             losses = self.diffusion.training_losses(self._train_model, x0, t, kwargs, noise=noise)
             loss = (losses["loss"] * weights).mean()
@@ -457,9 +454,12 @@ class Trainer:
             steps = max(0, tc.steps - self.step)
         target = self.step + int(steps)
         self._pending.clear()
+        if self._rows.shape[0] != tc.log_every:        # log_every changed between runs
+            self._rows = torch.zeros(tc.log_every, len(_DEVICE_KEYS), device=self.device)
         self._window_start = time.perf_counter()
         if self._deferred_checks:
             self._take_snapshot()
+        self.model.train()
         status = "finished"
         while self.step < target:
             if should_stop is not None and should_stop():
