@@ -362,8 +362,9 @@ def restore_trainer(trainer: Trainer, checkpoint: Checkpoint) -> None:
     """Put the checkpoint's state into `trainer` (same model and diffusion settings).
 
     Everything is checked first, so on CheckpointError the trainer is unchanged. The
-    generators are restored when the checkpoint was written on the same device type (exact
-    resume); otherwise they are re-seeded from the config seed and the step.
+    generators are restored when the checkpoint was written on the same device type and
+    the trainer runs alone (exact resume); otherwise (another device type, or several DDP
+    ranks, which need different streams) they are re-seeded from the seed, rank and step.
     """
     path = checkpoint.path
     for section in ("model", "diffusion"):
@@ -386,7 +387,8 @@ def restore_trainer(trainer: Trainer, checkpoint: Checkpoint) -> None:
         saved = checkpoint.sampler_state.get(key)
         if saved is None or saved.shape != value.shape:
             raise CheckpointError(path, f"lacks or mis-sizes the timestep sampler state {key!r}")
-    same_device = checkpoint.device_type == trainer.device.type
+    # generator states are rank 0's: other ranks, or another device type, re-seed instead
+    same_device = checkpoint.device_type == trainer.device.type and trainer.world_size == 1
     current = trainer.generator_states()
     if same_device and any(key not in checkpoint.generator_states
                            or checkpoint.generator_states[key].shape != value.shape

@@ -203,3 +203,18 @@ def test_resume_needs_data_of_the_same_shape(trained):
     dataset.num_classes = 5
     with pytest.raises(CheckpointError, match="num_classes=4"):
         trainer_from_checkpoint(path, dataset=dataset)
+
+
+def test_checkpoint_from_another_device_type_loads_with_fresh_generators(trained):
+    trainer, path = trained
+    ckpt = load_checkpoint(path)
+    ckpt.device_type = "cuda"                    # as if written on a GPU
+    target = Trainer(rich_config(), dataset=toy_dataset())
+    restore_trainer(target, ckpt)
+    assert target.step == 8
+    assert_same_state(weights_of(target), weights_of(trainer))
+    saved = ckpt.generator_states["step"]
+    assert not torch.equal(target.generator_states()["step"], saved)
+    again = Trainer(rich_config(), dataset=toy_dataset())
+    again.reseed_generators(8)
+    assert torch.equal(target.generator_states()["step"], again.generator_states()["step"])
