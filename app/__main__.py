@@ -37,11 +37,23 @@ def main(argv: list[str] | None = None) -> int:
 
     apply_style(app)
     configure_threads()
-    prewarm_torch()
+    from PySide6.QtCore import QTimer
+
     from app.main_window import MainWindow
 
     window = MainWindow()
     window.show()
+    # after the first paint: the window appears seconds sooner, and the one-off freeze
+    # happens before anyone can press Start
+    note = "Preparing PyTorch's optimizers…"
+    window.statusBar().showMessage(note)
+
+    def prewarm_after_first_paint() -> None:
+        prewarm_torch()
+        if window.statusBar().currentMessage() == note:
+            window.statusBar().clearMessage()
+
+    QTimer.singleShot(200, prewarm_after_first_paint)
     return app.exec()
 
 

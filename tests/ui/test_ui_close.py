@@ -23,7 +23,9 @@ from core.presets import load_preset
 window = MainWindow(make_settings(sys.argv[1]), restore=False)
 window.show()
 cfg = load_preset("toy-2d")
-cfg.train.steps = 10_000_000
+cfg.model.hidden, cfg.model.mlp_blocks = 32, 1
+cfg.diffusion.timesteps = 1000
+cfg.train.num_samples, cfg.train.batch_size, cfg.train.steps = 2000, 64, 10_000_000
 window.experiment.set_config(cfg, preset=None)
 state = {"closed_at": None, "sampled": False}
 
@@ -36,7 +38,7 @@ def poll():
     if window.training.state == "running" and trainer is not None and trainer.step > 20:
         if not state["sampled"]:
             state["sampled"] = True
-            window.trajectory_panel.sampleStepsSpin.setValue(100000)
+            window.trajectory_panel.sampleStepsSpin.setValue(1000)
             window.trajectory_panel.countSpin.setValue(2000)
             window.trajectory_panel.sampleButton.click()
         elif window.sampling.is_active() and state["closed_at"] is None:
