@@ -42,6 +42,11 @@ class TrainingController(QObject):
     def paused(self) -> bool:
         return self._worker is not None and self._worker.paused
 
+    @property
+    def parked(self) -> bool:
+        """The pause has taken effect: no step is in flight."""
+        return self._worker is not None and self._worker.parked
+
     # -- commands ------------------------------------------------------------------------
     def start(self, make_trainer: Callable[[], Any], steps: int, start_step: int = 0) -> None:
         """Run `make_trainer()` in the worker thread, then `steps` training steps."""

@@ -81,6 +81,7 @@ class TrainWorker(QObject):
         self._resume = threading.Event()
         self._resume.set()
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._parked = threading.Event()  # set while the worker waits in a pause
         self._pending_rows: list[dict] = []
         self._last_emit = 0.0
         self._last_progress = 0.0
@@ -100,6 +101,11 @@ class TrainWorker(QObject):
     @property
     def paused(self) -> bool:
         return not self._resume.is_set()
+
+    @property
+    def parked(self) -> bool:
+        """True once a pause has taken effect: the worker waits between two steps."""
+        return self._parked.is_set()
 
     def submit(self, tag: str, fn: Callable[[Any], Any]) -> None:
         """Run fn(trainer) in the worker thread between two steps (thread-safe)."""
@@ -170,10 +176,13 @@ class TrainWorker(QObject):
             self._last_progress = now
             self.progress.emit(int(self.trainer.step))
         self._serve_tasks()
-        while not self._resume.is_set() and not self._stop.is_set():
+        if not self._resume.is_set() and not self._stop.is_set():
             self._flush_metrics()
-            self._serve_tasks()
-            self._resume.wait(0.05)
+            self._parked.set()
+            while not self._resume.is_set() and not self._stop.is_set():
+                self._serve_tasks()
+                self._resume.wait(0.05)
+            self._parked.clear()
         return self._stop.is_set()
 
 

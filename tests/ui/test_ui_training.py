@@ -48,7 +48,7 @@ def test_pause_keeps_state_resume_continues_stop_keeps_weights(window, qtbot):
     window.controls.pauseButton.click()
     assert window.training.state == "paused"
     assert window.controls.pauseButton.text() == "Resume"
-    qtbot.wait(200)  # the step in flight ends
+    qtbot.waitUntil(lambda: window.training.parked, timeout=10000)  # the step in flight ended
     trainer = window.session.trainer
     paused_at = trainer.step
     weights = [p.detach().clone() for p in trainer.model.parameters()]
