@@ -18,22 +18,25 @@ def loss_curve(window):
 
 def test_train_2d_preset_puts_every_logged_step_on_the_loss_plot(window, qtbot):
     cfg = load_preset("toy-2d")  # the first-launch default, shortened
-    cfg.train.steps = 300
+    steps = 200
+    cfg.train.steps = steps
     cfg.train.log_every = 1
-    cfg.train.batch_size = 64
+    cfg.train.batch_size = 32
+    cfg.train.probe_every = 100
     assert train(window, qtbot, cfg) == "finished"
     trainer = window.session.trainer
-    assert trainer.step == 300
+    assert trainer.step == steps
     curve = loss_curve(window)
-    qtbot.waitUntil(lambda: curve.xData is not None and len(curve.xData) == 300, timeout=5000)
-    np.testing.assert_array_equal(curve.xData, np.arange(1, 301))
+    qtbot.waitUntil(lambda: curve.xData is not None and len(curve.xData) == steps, timeout=5000)
+    np.testing.assert_array_equal(curve.xData, np.arange(1, steps + 1))
     np.testing.assert_allclose(curve.yData, trainer.history["loss"])
-    assert window.controls.trainProgress.value() == 300
-    # the probe at step 250 reached the VLB panel
+    assert window.controls.trainProgress.value() == steps
+    # the probes (steps 100 and 200) reached the VLB panel
     vlb = window.findChild(pg.PlotWidget, "vlbPlot")
     window.tabs.setCurrentWidget(window.vlb_panel)
     latest = [c for c in vlb.getPlotItem().listDataItems() if c.name() == "L_t (latest probe)"][0]
     qtbot.waitUntil(lambda: latest.xData is not None and len(latest.xData) > 0, timeout=5000)
+    assert [p["step"] for p in window.session.probes] == [100, 200]
     np.testing.assert_array_equal(latest.xData, trainer.probe_history[-1]["t"])
 
 
