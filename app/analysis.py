@@ -27,13 +27,6 @@ def evenly_spaced_timesteps(num_timesteps: int, count: int) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, num_timesteps - 1, count)).astype(np.int64))
 
 
-def data_moments(dataset, limit: int = 5000) -> tuple[np.ndarray, np.ndarray]:
-    """Sample mean (D,) and covariance (D, D) of up to `limit` training examples, flattened."""
-    x = dataset.train[:limit].reshape(min(limit, len(dataset.train)), -1)
-    x = x.detach().cpu().numpy().astype(np.float64)
-    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
-
-
 def compute_data_curves(dataset, schedule, seed: int = 0, should_stop=None) -> dict | None:
     """dict(T, t, marginal_entropy, marginal_entropy_delta[, true_entropy, true_entropy_err,
     true_variance], description), all per dimension; None if nothing can be computed."""
@@ -57,7 +50,7 @@ def compute_data_curves(dataset, schedule, seed: int = 0, should_stop=None) -> d
     dim = int(np.prod(dataset.shape))
     if dim > MAX_GAUSSIAN_DIM:
         return None
-    mean, cov = data_moments(dataset)
+    mean, cov = dataset.moments()
     if should_stop is not None and should_stop():
         return None
     marginal = gaussian_marginal_entropy(schedule, mean, cov)

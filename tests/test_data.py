@@ -302,3 +302,13 @@ def test_missing_package_names_what_to_install(monkeypatch):
         get_dataset("mnist")
     with pytest.raises(DataError, match="pip install scikit-learn"):
         get_dataset("digits")
+
+
+def test_moments_match_the_generating_gaussian():
+    from core.data import get_dataset
+
+    data = get_dataset("gaussian", num_samples=20000, seed=3)
+    mean, cov = data.moments(limit=20000)
+    # "gaussian" is N((1, -0.5), 0.5^2 I): sample moments within a few standard errors.
+    assert np.allclose(mean, [1.0, -0.5], atol=0.02)
+    assert np.allclose(cov, 0.25 * np.eye(2), atol=0.02)

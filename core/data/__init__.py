@@ -124,6 +124,13 @@ class Dataset:
             parts.append(f"{self.skipped:,} unreadable file{'s' if self.skipped != 1 else ''} skipped")
         return f"{title}: " + ", ".join(parts)
 
+    def moments(self, limit: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+        """Sample mean (D,) and covariance (D, D), float64, of the first `limit` training
+        examples flattened to D = prod(shape) (the unbiased 1/(N-1) estimate)."""
+        count = min(limit, len(self.train))
+        x = self.train[:count].reshape(count, -1).detach().cpu().numpy().astype(np.float64)
+        return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+
 
 def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) index arrays, each sorted: the first max(1, round(0.1 n)) entries of
