@@ -99,9 +99,15 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     timestep_map = respaced.schedule.timestep_map
     convert = images_to_uint8 if kind == "image" else (lambda x: x.float().cpu().numpy())
     frames_x, frames_x0 = [convert(x_T)], [convert(torch.zeros_like(x_T))]
-    times = [int(diffusion.schedule.timestep_map[-1]) + 1]
-    variances = [1.0]
-    x_last, done, completed = x_T, 0, True
+    times, variances = [int(diffusion.schedule.timestep_map[-1]) + 1], [1.0]
+
+    def keep(record) -> None:
+        frames_x.append(convert(record.x))
+        frames_x0.append(convert(record.pred_x0))
+        times.append(int(timestep_map[record.t]))
+        variances.append(float(record.variance))
+
+    x_last, done, completed, record = x_T, 0, True, None
     while done < total:
         if should_stop is not None and should_stop():
             completed = False
@@ -110,18 +116,12 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
         done += 1
         x_last = record.x
         if done % record_every == 0 or done == total:
-            frames_x.append(convert(record.x))
-            frames_x0.append(convert(record.pred_x0))
-            times.append(int(timestep_map[record.t]))
-            variances.append(float(record.variance))
+            keep(record)
         if progress is not None:
             progress(done, total)
     records.close()
-    if not completed and done > 0 and done % record_every != 0:
-        frames_x.append(convert(record.x))
-        frames_x0.append(convert(record.pred_x0))
-        times.append(int(timestep_map[record.t]))
-        variances.append(float(record.variance))
+    if not completed and record is not None and done % record_every != 0:
+        keep(record)                       # a stopped run still shows where it got to
     final = x_last.float().cpu()
     return Trajectory(
         timesteps=np.asarray(times, dtype=np.int64), x=np.stack(frames_x),

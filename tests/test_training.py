@@ -360,3 +360,25 @@ def test_deferred_checks_roll_back_to_the_last_read_step():
     trainer2.run(2)
     assert_same_state(weights_of(trainer), weights_of(trainer2))
     assert len(trainer.history["loss"]) == 12
+
+
+# ---------------------------------------------------------------------- presets
+def test_presets_load_validate_and_build():
+    from core.models import build_model
+    from core.presets import list_presets, load_preset
+
+    names = list_presets()
+    assert {"toy-2d", "mnist-ddpm", "mnist-improved", "digits"} <= set(names)
+    shapes = {"8gaussians": (2,), "mnist": (1, 28, 28), "digits": (1, 8, 8)}
+    for name in names:
+        config = load_preset(name)
+        classes = 10 if config.train.class_conditional else None
+        learn_sigma = config.diffusion.variance_type == "learned_range"
+        build_model(config.model, shapes[config.train.dataset], classes, learn_sigma)
+    ddpm, improved = load_preset("mnist-ddpm").diffusion, load_preset("mnist-improved").diffusion
+    assert (ddpm.schedule, ddpm.mean_type, ddpm.variance_type, ddpm.loss_type) == (
+        "linear", "eps", "fixed_small", "simple")
+    assert (improved.schedule, improved.variance_type, improved.loss_type) == (
+        "cosine", "learned_range", "hybrid")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        load_preset("nope")
