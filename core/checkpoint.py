@@ -9,8 +9,12 @@ and checksum (BLAKE2b of every tensor's name, dtype, shape and bytes), so a flip
 caught too. Loading never unpickles: safetensors and json only.
 
 Writing is atomic: a temp file in the same folder, fsync, os.replace, fsync of the folder, so
-a crash leaves either the old file or the new one. Every problem on loading raises
-CheckpointError naming the file, before anything is changed.
+a crash leaves either the old file or the new one. The temp file (and the one safetensors
+itself writes before renaming) lives in a hidden folder ".NAME.saving-PID-RANDOM" beside the
+target, so nothing a killed save leaves behind looks like a checkpoint; the next save to the
+same name removes such folders of processes that no longer run. A failed write (disk full,
+...) raises CheckpointError saying whether the previous file is unchanged. Every problem on
+loading raises CheckpointError naming the file, before anything is changed.
 """
 
 from __future__ import annotations
@@ -18,13 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -135,18 +141,53 @@ def _write_atomically(path: Path, tensors: dict, metadata: dict) -> None:
         raise CheckpointError(path, f"cannot be written: the folder {directory} does not exist")
     if path.is_dir():
         raise CheckpointError(path, "cannot be written: it is a folder")
-    temp = directory / f"{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+    existed = path.exists()
+    temp_dir = directory / f".{path.name}.saving-{os.getpid()}-{secrets.token_hex(4)}"
+    temp = temp_dir / path.name
     try:
+        temp_dir.mkdir()
         save_file(tensors, str(temp), metadata=metadata)
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, path)
         _fsync_directory(directory)
-    except OSError as exc:
-        raise CheckpointError(path, f"cannot be written ({exc.strerror or exc})") from None
+    except (OSError, SafetensorError) as exc:
+        kept = ("the previous checkpoint there is unchanged" if existed
+                else "no checkpoint was written")
+        raise CheckpointError(path, f"cannot be written ({_write_problem(exc)}); {kept}") from None
     finally:
-        if temp.exists():
-            temp.unlink()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    _remove_stale_temp_dirs(directory, path.name)
+
+
+def _write_problem(exc: BaseException) -> str:
+    """The OS's words for a failed write; safetensors reports them as "... (os error N)"."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    match = re.search(r"os error (\d+)", str(exc))
+    return os.strerror(int(match.group(1))) if match else str(exc)
+
+
+def _remove_stale_temp_dirs(directory: Path, name: str) -> None:
+    """Delete the temp folders of saves to `name` whose process died (killed mid-save)."""
+    if os.name != "posix":
+        return
+    pattern = re.compile(rf"\.{re.escape(name)}\.saving-(\d+)-[0-9a-f]+")
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue                      # still running: maybe saving right now
+        except ProcessLookupError:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        except OSError:
+            continue                      # another user's live process
 
 
 def _fsync_directory(directory: Path) -> None:
