@@ -203,6 +203,9 @@ class Trainer:
         self._window_start = time.perf_counter()
         self._snapshot: _Snapshot | None = None
         self._probe_requested = threading.Event()
+        # GPU fast path (core.fast_step): a CUDA-graph step on CUDA, None (this plain step) elsewhere
+        from core.fast_step import attach_default
+        self.fast_step = attach_default(self)
 
     # ------------------------------------------------------------------ set-up
     def _wrap_for_training(self, model: nn.Module) -> nn.Module:
@@ -286,6 +289,8 @@ class Trainer:
         return x0, kwargs, t, weights, noise
 
     def _train_step(self) -> None:
+        if self.fast_step is not None and self.fast_step.step():
+            return
         tc = self.config.train
         states_before = self.generator_states() if not self._deferred_checks else None
         lr = self.learning_rate(self.step)
