@@ -259,6 +259,8 @@ def _read_file(path: Path):
         raise CheckpointError(path, "is a folder, not a checkpoint file")
     try:
         size = path.stat().st_size
+        with open(path, "rb") as handle:  # safetensors reports EACCES as "No such file"
+            handle.read(1)
     except OSError as exc:
         raise CheckpointError(path, f"cannot be read ({exc.strerror or exc})") from None
     if size == 0:
