@@ -56,7 +56,7 @@ def assert_clean_failure(result, code=2, words=()):
         assert word in lines[-1]
 
 
-def test_toy_train_sample_evaluate_and_resume(tmp_path):
+def test_toy_train_sample_evaluate_and_resume(tmp_path, capsys):
     ckpt = tmp_path / "toy.ckpt"
     train = run_cli("train", "--config", write_config(tmp_path, TOY), "--out", ckpt)
     assert train.returncode == 0, train.stderr
@@ -79,11 +79,12 @@ def test_toy_train_sample_evaluate_and_resume(tmp_path):
     for key in ("nats_per_dim", "samples_log_likelihood", "data_log_likelihood", "log_likelihood_gap"):
         assert isinstance(report[key], float)
 
-    again = run_cli("train", "--config", write_config(tmp_path, TOY), "--out", ckpt)
-    assert_clean_failure(again, 2, ["exists", "--resume"])
-    resumed = run_cli("train", "--out", ckpt, "--resume", "--steps", 30)
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stderr
+    # the rest in-process (the same main()), to keep the suite quick
+    capsys.readouterr()
+    assert main(["train", "--config", str(write_config(tmp_path, TOY)), "--out", str(ckpt)]) == 2
+    assert "exists" in capsys.readouterr().err
+    assert main(["train", "--out", str(ckpt), "--resume", "--steps", "30"]) == 0
+    assert "resuming" in capsys.readouterr().err
     assert load_checkpoint(ckpt).step == 30
 
 
@@ -189,3 +190,17 @@ def test_image_grid_and_scatter_plot_pictures():
     plot = np.asarray(scatter_plot(points, size=100))
     assert plot.shape == (100, 100, 3)
     assert (plot.sum(axis=2) < 600).sum() > 10                              # dots were drawn
+
+
+def test_train_writes_a_checkpoint_every_checkpoint_every_steps(tmp_path, monkeypatch):
+    import core.checkpoint
+
+    saved = []
+    real_save = core.checkpoint.save_checkpoint
+    monkeypatch.setattr(core.checkpoint, "save_checkpoint",
+                        lambda path, trainer: (saved.append(trainer.step), real_save(path, trainer)))
+    config = dict(TOY, train={**TOY["train"], "steps": 12, "checkpoint_every": 5})
+    ckpt = tmp_path / "periodic.ckpt"
+    assert main(["train", "--config", str(write_config(tmp_path, config)), "--out", str(ckpt)]) == 0
+    assert saved == [5, 10, 12]
+    assert load_checkpoint(ckpt).step == 12
