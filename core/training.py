@@ -466,21 +466,36 @@ class Trainer:
             self._take_snapshot()
         self.model.train()
         status = "finished"
-        while self.step < target:
-            if should_stop is not None and should_stop():
-                status = "stopped"
-                break
-            self._train_step()
-            if len(self._pending) >= tc.log_every:
-                self._flush(on_metrics)
-            due = tc.probe_every > 0 and self.step % tc.probe_every == 0
-            if (due or self._probe_requested.is_set()) and self.rank == 0:
-                self._flush(on_metrics)
-                probe = self.probe()
-                if on_probe is not None:
-                    on_probe(probe)
+        try:
+            while self.step < target:
+                if should_stop is not None and should_stop():
+                    status = "stopped"
+                    break
+                self._train_step()
+                if len(self._pending) >= tc.log_every:
+                    self._flush(on_metrics)
+                due = tc.probe_every > 0 and self.step % tc.probe_every == 0
+                if (due or self._probe_requested.is_set()) and self.rank == 0:
+                    self._flush(on_metrics)
+                    probe = self.probe()
+                    if on_probe is not None:
+                        on_probe(probe)
+        except BaseException:
+            self._flush_after_error(on_metrics)
+            raise
         self._flush(on_metrics)
         return status
+
+    def _flush_after_error(self, on_metrics) -> None:
+        """A step raised (divergence, out of memory, Ctrl-C): the steps completed before it
+        keep their history rows, so history stays one row per step. In deferred mode the
+        read may itself find a non-finite row and roll back (TrainingDiverged)."""
+        try:
+            self._flush(on_metrics)
+        except TrainingDiverged:
+            raise
+        except Exception:  # noqa: BLE001 - e.g. a broken CUDA context: keep the first error
+            self._pending.clear()
 
     def request_probe(self) -> None:
         """Ask for a probe at the next step boundary (safe to call from another thread)."""
