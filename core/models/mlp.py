@@ -12,7 +12,11 @@ class MLPDenoiser(nn.Module):
     """The UNet's conditioning scheme on an MLP.
 
     emb = MLP(Sinusoidal(t)) [+ ClassEmbedding(y)], width `hidden`;
-    h = Linear(x);  h = MLPResBlock(h, emb) x num_blocks;  out = ZeroLinear(SiLU(LN(h))).
+    h = Linear(x);  h = MLPResBlock(h, emb) x num_blocks;
+    out = ZeroLinear(SiLU(LN(h))) + ZeroLinear(x).
+    The linear skip from x lets the output grow with |x_t| in the tails (the ideal eps of
+    far-out points is nearly linear in x_t); without it the LayerNorm caps the output and
+    rare sampling trajectories drift outward.
     Class embedding has num_classes + 1 rows, row `num_classes` being the null class of
     classifier-free guidance (y=None means the null class). With learn_sigma the output is
     [eps, v] concatenated along dim 1.
@@ -48,6 +52,7 @@ class MLPDenoiser(nn.Module):
             *[MLPResBlock(hidden, hidden, dropout) for _ in range(num_blocks)])
         self.out = nn.Sequential(
             nn.LayerNorm(hidden), nn.SiLU(), zero_module(nn.Linear(hidden, self.out_dim)))
+        self.skip = zero_module(nn.Linear(data_dim, self.out_dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor,
                 y: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,4 +75,4 @@ class MLPDenoiser(nn.Module):
         elif y is not None:
             raise ValueError("MLPDenoiser: labels y were given but the model is unconditional "
                              "(num_classes=None)")
-        return self.out(self.blocks(self.input_layer(x), emb))
+        return self.out(self.blocks(self.input_layer(x), emb)) + self.skip(x)
