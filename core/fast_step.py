@@ -693,6 +693,23 @@ class FastSampler:
 
     # ------------------------------------------------------------------ runs
     @torch.no_grad()
+    def warm_up(self) -> None:
+        """Capture the graph now (one step on a throw-away batch), so the first real run
+        does not pay for it; eager paths just run that step."""
+        x = torch.zeros(self.shape, device=self.device)
+        noise = torch.zeros(self.shape, device=self.device)
+        step = self.diffusion.num_timesteps - 1
+        if self.active == "graph":
+            try:
+                self._graph_step(x, step, noise if self._noise_steps[step] else None)
+                return
+            except Exception as exc:  # noqa: BLE001
+                self.active, self._graph = "eager", None
+                self.reason = f"CUDA graph capture failed: {type(exc).__name__}: {exc}"[:300]
+        t = torch.full((self.shape[0],), step, device=self.device, dtype=torch.long)
+        self._step_math(x, t, noise if self._noise_steps[step] else None)
+
+    @torch.no_grad()
     def records(self, noise: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> Iterator[StepRecord]:
         """One StepRecord per step T-1..0 (copies of the static buffers), like

@@ -1,0 +1,304 @@
+"""core.fast_step: the CUDA-graph step body equals the plain step, clean eager fallbacks on
+CPU, device-resident schedule tables, the graph self-check, and the fast sampler equal to
+core.sampling. GPU tests (graph capture itself) skip without CUDA."""
+
+import numpy as np
+import pytest
+import torch
+
+import core.diffusion as diffusion_module
+from core.config import ExperimentConfig
+from core.data import Dataset
+from core.fast_step import (
+    ENV_VAR,
+    FastSampler,
+    FastTrainStep,
+    _agreement,
+    attach_default,
+    describe_training_path,
+    device_schedule,
+    requested_path,
+)
+from core.models import UNet
+from core.sampling import ddim_sample, ddpm_sample
+from core.schedule import NoiseSchedule, extract, space_timesteps
+from core.training import Trainer, build_diffusion
+
+CUDA = torch.cuda.is_available()
+needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+
+
+def image_dataset(n=48, seed=0, classes=3, size=8):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, size, size, generator=gen) * 2 - 1
+    y = torch.randint(0, classes, (n,), generator=gen)
+    return Dataset(name="noise", kind="image", train=x[:40], test=x[40:], train_labels=y[:40],
+                   test_labels=y[40:], num_classes=classes, shape=(1, size, size))
+
+
+def image_config(device="cpu", model=None, diffusion=None, train=None) -> ExperimentConfig:
+    data = {
+        "model": {"kind": "unet", "channels": 8, "channel_mult": [1, 2], "num_res_blocks": 1,
+                  "num_heads": 2, **(model or {})},
+        "diffusion": {"schedule": "cosine", "timesteps": 30, **(diffusion or {})},
+        "train": {"batch_size": 6, "lr": 2e-3, "warmup_steps": 3, "steps": 8, "device": device,
+                  "log_every": 4, "probe_every": 0, "probe_timesteps": 4, "ema_decay": 0.9,
+                  "image_size": 8, **(train or {})},
+    }
+    return ExperimentConfig.from_dict(data).validate()
+
+
+def state_of(trainer):
+    tensors = [*trainer.model.parameters(), *trainer.ema_model.parameters()]
+    for param in trainer.model.parameters():
+        entry = trainer.optimizer.state.get(param, {})
+        tensors.extend(entry[k] for k in sorted(entry))
+    tensors.extend(trainer.timestep_sampler.state_dict().values())
+    return [t.detach().double().clone() for t in tensors]
+
+
+# ---------------------------------------------------------------------- path selection
+def test_cpu_trainer_has_no_fast_step_and_describes_the_plain_path(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    trainer = Trainer(image_config(), dataset=image_dataset())
+    assert trainer.fast_step is None
+    assert attach_default(trainer) is None
+    assert describe_training_path(trainer) == "eager (cpu, fp32)"
+    assert requested_path("cpu") == "eager"
+    assert requested_path("cuda") == "graph"
+    assert requested_path("cuda", compile_requested=True) == "compile+graph"
+
+
+def test_environment_variable_picks_the_path_and_bad_values_are_named(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "compile")
+    assert requested_path("cuda") == "compile"
+    monkeypatch.setenv(ENV_VAR, "off")
+    assert requested_path("cuda") == "eager"
+    monkeypatch.setenv(ENV_VAR, "warp")
+    with pytest.raises(ValueError, match=ENV_VAR):
+        requested_path("cuda")
+
+
+def test_graph_request_on_cpu_falls_back_to_the_plain_step_with_a_reason():
+    dataset = image_dataset()
+    plain = Trainer(image_config(), dataset=dataset)
+    fast_trainer = Trainer(image_config(), dataset=dataset)
+    fast = FastTrainStep(fast_trainer, path="graph")
+    assert fast_trainer.fast_step is fast
+    assert fast.active == "eager"
+    assert "CUDA" in fast.reason and "cpu" in fast.reason
+    assert fast.describe().startswith("eager (cpu): fp32 [CUDA graphs need a CUDA device")
+    plain.run(6)
+    fast_trainer.run(6)
+    assert fast_trainer.history["loss"] == plain.history["loss"]
+    for a, b in zip(state_of(fast_trainer), state_of(plain), strict=True):
+        assert torch.equal(a, b)
+    fast.close()
+    assert fast_trainer.fast_step is None
+
+
+def test_bad_path_and_precision_are_named():
+    trainer = Trainer(image_config(), dataset=image_dataset())
+    with pytest.raises(ValueError, match="fast path 'warp'"):
+        FastTrainStep(trainer, path="warp")
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        FastTrainStep(trainer, path="eager", precision="fp8")
+
+
+# ---------------------------------------------------------------------- the captured body
+@pytest.mark.parametrize("variant", [
+    dict(),
+    dict(model={"dropout": 0.2}, train={"class_conditional": True, "label_dropout": 0.3}),
+    dict(diffusion={"variance_type": "learned_range", "loss_type": "hybrid",
+                    "timestep_sampler": "loss-aware", "mean_type": "v"}),
+])
+def test_graph_body_run_eagerly_equals_the_plain_trainer_step(variant):
+    """The code a CUDA graph captures (static buffers, device EMA weight, row buffer) gives
+    the plain step's losses, weights, EMA, optimizer and sampler state on CPU."""
+    dataset = image_dataset()
+    plain = Trainer(image_config(**variant), dataset=dataset)
+    body_trainer = Trainer(image_config(**variant), dataset=dataset)
+    fast = FastTrainStep(body_trainer, path="graph", run_body_uncaptured=True)
+    assert fast.active == "graph-body"
+    plain.run(8)
+    body_trainer.run(8)
+    for key in ("loss", "mse", "vlb", "grad_norm", "loss_q0", "loss_q3"):
+        np.testing.assert_allclose(body_trainer.history[key], plain.history[key],
+                                   rtol=1e-5, atol=1e-7, err_msg=key)
+    for a, b in zip(state_of(body_trainer), state_of(plain), strict=True):
+        # the EMA is ema + w (theta - ema) in three foreach ops instead of one lerp
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert body_trainer.step == plain.step == 8
+
+
+def test_graph_body_waits_for_the_end_of_the_lr_warm_up():
+    trainer = Trainer(image_config(train={"warmup_steps": 5, "log_every": 10}),
+                      dataset=image_dataset())
+    fast = FastTrainStep(trainer, path="graph", run_body_uncaptured=True)
+    taken = []
+    for _ in range(6):
+        taken.append(fast.step())
+        if not taken[-1]:
+            trainer._train_step()
+    # lr(step) = lr * min(1, (step + 1) / 5) is constant from step 4 on
+    assert taken == [False, False, False, False, True, True]
+
+
+# ---------------------------------------------------------------------- self-check
+def test_agreement_accepts_equal_runs_and_names_what_differs():
+    row = np.array([0.5, 0.4, 0.1, 2.0, np.nan, 0.3, 0.2, 0.1])
+    delta = np.array([1e-3, 2e-3, 5e-4])
+    assert _agreement(row, row.copy(), delta, delta * (1 + 1e-3)) == ""
+    assert "weight updates differ by 1" in _agreement(row, row, np.zeros(3), delta)
+    assert "metrics differ" in _agreement(row * 1.5, row, delta, delta)
+    shifted = row.copy()
+    shifted[4], shifted[5] = 0.3, np.nan
+    assert "NaN" in _agreement(shifted, row, delta, delta)
+
+
+# ---------------------------------------------------------------------- device tables
+def test_device_schedule_serves_the_same_values_and_restores_everything():
+    schedule = NoiseSchedule.from_name("cosine", 50)
+    diffusion = build_diffusion(image_config(diffusion={"timesteps": 50}), "image")
+    diffusion = diffusion.respaced(space_timesteps(50, "10"))
+    t = torch.tensor([0, 3, 9])
+    original = diffusion_module.extract
+    unrelated = np.linspace(0.0, 1.0, 50)
+    expected = {name: extract(getattr(diffusion.schedule, name), t, (3, 1, 2, 2))
+                for name in ("sqrt_alphas_cumprod", "posterior_log_variance_clipped")}
+    with device_schedule(diffusion, "cpu"):
+        assert diffusion_module.extract is not original
+        for name, value in expected.items():
+            got = diffusion_module.extract(getattr(diffusion.schedule, name), t, (3, 1, 2, 2))
+            assert got.shape == (3, 1, 1, 1) and torch.equal(got, value), name
+        # arrays it does not know (other schedules, temporaries) take the normal path
+        other = diffusion_module.extract(schedule.betas, t, (3,))
+        assert torch.equal(other, torch.tensor(schedule.betas[[0, 3, 9]], dtype=torch.float32))
+        assert torch.equal(diffusion_module.extract(unrelated, t, (3,)),
+                           torch.tensor(unrelated[[0, 3, 9]], dtype=torch.float32))
+        assert diffusion.model_timesteps(t).tolist() == diffusion.schedule.timestep_map[[0, 3, 9]].tolist()
+        with device_schedule(diffusion, "cpu"):        # nesting keeps the outer one working
+            pass
+        assert diffusion_module.extract is not original
+        assert "model_timesteps" in vars(diffusion)
+    assert diffusion_module.extract is original
+    assert "model_timesteps" not in vars(diffusion)
+
+
+# ---------------------------------------------------------------------- sampling
+def tiny_unet(learn_sigma=False, seed=0):
+    torch.manual_seed(seed)
+    model = UNet(1, 8, 2 if learn_sigma else 1, 1, (), 8, channel_mult=(1, 2), num_heads=2)
+    with torch.no_grad():                      # non-zero output layer, so samples depend on it
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("sampler,eta,learned", [("ddim", 0.0, False), ("ddim", 0.7, False),
+                                                 ("ddpm", 0.0, False), ("ddpm", 0.0, True)])
+def test_fast_sampler_on_cpu_equals_core_sampling(sampler, eta, learned):
+    config = image_config(diffusion={"timesteps": 30, "variance_type":
+                                     "learned_range" if learned else "fixed_small"})
+    diffusion = build_diffusion(config, "image")
+    model = tiny_unet(learned)
+    shape = (3, 1, 8, 8)
+    steps = 10 if sampler == "ddim" else 30
+    fast = FastSampler(model, diffusion, shape, sampler=sampler, steps=steps, eta=eta,
+                       path="graph", precision="fp32")
+    assert fast.active == "eager" and "CUDA" in fast.reason
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(5))
+    records = list(fast.records(noise=noise, generator=torch.Generator().manual_seed(9)))
+    respaced = diffusion.respaced(space_timesteps(30, str(steps))) if steps < 30 else diffusion
+    if sampler == "ddim":
+        reference = list(ddim_sample(respaced, model, shape, eta=eta, noise=noise,
+                                     generator=torch.Generator().manual_seed(9)))
+    else:
+        reference = list(ddpm_sample(respaced, model, shape, noise=noise,
+                                     generator=torch.Generator().manual_seed(9)))
+    assert [r.t for r in records] == [r.t for r in reference]
+    for got, want in zip(records, reference, strict=True):
+        torch.testing.assert_close(got.x, want.x, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(got.pred_x0, want.pred_x0, rtol=1e-6, atol=1e-6)
+        assert got.variance == pytest.approx(want.variance, rel=1e-6, abs=1e-12)
+    final = fast.sample(noise=noise, generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(final, reference[-1].x, rtol=1e-6, atol=1e-6)
+
+
+def test_fast_sampler_rejects_bad_arguments():
+    diffusion = build_diffusion(image_config(), "image")
+    model = tiny_unet()
+    with pytest.raises(ValueError, match="sampler = 'euler'"):
+        FastSampler(model, diffusion, (2, 1, 8, 8), sampler="euler")
+    with pytest.raises(ValueError, match="steps = 31"):
+        FastSampler(model, diffusion, (2, 1, 8, 8), steps=31)
+    with pytest.raises(ValueError, match="eta"):
+        FastSampler(model, diffusion, (2, 1, 8, 8), eta=-1.0)
+    fast = FastSampler(model, diffusion, (2, 1, 8, 8), steps=5)
+    with pytest.raises(ValueError, match="noise shape"):
+        fast.sample(noise=torch.zeros(3, 1, 8, 8))
+
+
+# ---------------------------------------------------------------------- GPU
+def _cuda_pair(config_kwargs, steps):
+    dataset = image_dataset(n=80)
+    eager = Trainer(image_config("cuda", **config_kwargs), dataset=dataset)
+    if eager.fast_step is not None:
+        eager.fast_step.close()
+    graphed = Trainer(image_config("cuda", **config_kwargs), dataset=dataset)
+    fast = FastTrainStep(graphed, path="graph")
+    eager.run(steps)
+    graphed.run(steps)
+    return eager, graphed, fast
+
+
+@needs_cuda
+def test_cuda_graph_loss_curve_matches_the_eager_path():
+    eager, graphed, fast = _cuda_pair({"train": {"warmup_steps": 2, "batch_size": 16}}, 60)
+    assert fast.active == "graph", fast.reason
+    assert fast.captures >= 1
+    loss_eager = np.asarray(eager.history["loss"])
+    loss_graph = np.asarray(graphed.history["loss"])
+    assert np.isfinite(loss_graph).all()
+    # the same batches and noise on both paths: the curves agree step by step
+    np.testing.assert_allclose(loss_graph, loss_eager, rtol=0.05, atol=1e-3)
+    weights_eager = torch.cat([p.flatten() for p in eager.ema_model.parameters()])
+    weights_graph = torch.cat([p.flatten() for p in graphed.ema_model.parameters()])
+    assert (weights_graph - weights_eager).norm() <= 0.05 * weights_eager.norm()
+
+
+@needs_cuda
+def test_cuda_graph_recaptures_after_a_checkpoint_restore_changes_the_optimizer_state(tmp_path):
+    from core.checkpoint import load_checkpoint, restore_trainer, save_checkpoint
+
+    eager, graphed, fast = _cuda_pair({"train": {"warmup_steps": 0}}, 10)
+    captures = fast.captures
+    save_checkpoint(tmp_path / "a.ckpt", eager)
+    restore_trainer(graphed, load_checkpoint(tmp_path / "a.ckpt", device="cuda"))
+    graphed.run(8)
+    assert fast.captures > captures and fast.active == "graph", fast.reason
+
+
+@needs_cuda
+@pytest.mark.parametrize("sampler", ["ddim", "ddpm"])
+def test_cuda_graph_sample_matches_eager_within_bf16_tolerance(sampler):
+    config = image_config("cuda", diffusion={"timesteps": 100})
+    diffusion = build_diffusion(config, "image")
+    model = tiny_unet().cuda()
+    shape = (8, 1, 8, 8)
+    steps = 20 if sampler == "ddim" else 100
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(3)).cuda()
+    graph = FastSampler(model, diffusion, shape, sampler=sampler, steps=steps, device="cuda",
+                        path="graph", precision="bf16")
+    eager = FastSampler(model, diffusion, shape, sampler=sampler, steps=steps, device="cuda",
+                        path="eager", precision="bf16")
+    out_graph = graph.sample(noise=noise, generator=torch.Generator("cuda").manual_seed(4))
+    assert graph.active == "graph", graph.reason
+    out_eager = eager.sample(noise=noise, generator=torch.Generator("cuda").manual_seed(4))
+    torch.testing.assert_close(out_graph, out_eager, rtol=1e-3, atol=1e-3)
+    respaced = diffusion.respaced(space_timesteps(100, str(steps))) if steps < 100 else diffusion
+    run = ddim_sample if sampler == "ddim" else ddpm_sample
+    *_, last = run(respaced, model, shape, noise=noise, device="cuda",
+                   generator=torch.Generator("cuda").manual_seed(4))
+    # fp32 eager reference against the bf16 graph
+    assert (out_graph - last.x).abs().max().item() < 0.1
