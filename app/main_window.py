@@ -106,6 +106,7 @@ class MainWindow(QMainWindow):
         self.drawn_dataset = None
         self._closing = False
         self._pending_params: dict = {}
+        self._snapshot_pending = False  # an EMA snapshot for sampling is queued in the run
 
         self.session = Session(self)
         self.jobs = JobRunner(self)
@@ -551,16 +552,19 @@ class MainWindow(QMainWindow):
         is active, else directly."""
         params = params or self.trajectory_panel.params()
         trainer = self.session.trainer
-        if self.sampling.is_active():
+        if self.sampling.is_active() or self._snapshot_pending:
+            return
+        if self.training.is_active():
+            # also while the run is still starting: the worker serves the snapshot as soon
+            # as its trainer exists
+            self._pending_params = params
+            self._snapshot_pending = True
+            self.trajectory_panel.set_busy(True)
+            self.training.submit("snapshot", lambda tr: tr.ema_snapshot())
             return
         if trainer is None:
             self.show_error("There is no model to sample from yet: press Start to train one, "
                             "or open a checkpoint.")
-            return
-        if self.training.is_active():
-            self._pending_params = params
-            self.trajectory_panel.set_busy(True)
-            self.training.submit("snapshot", lambda tr: tr.ema_snapshot())
             return
         self._start_sampling(trainer, trainer.ema_snapshot(), params)
 
@@ -578,6 +582,7 @@ class MainWindow(QMainWindow):
     @Slot(str, object, str)
     def _on_training_task_done(self, tag: str, result, message: str) -> None:
         if tag == "snapshot":
+            self._snapshot_pending = False
             if message:
                 self.trajectory_panel.set_busy(False)
                 self.show_error(message)
