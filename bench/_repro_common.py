@@ -169,8 +169,26 @@ class TrainedRun:
         return int(self.snapshots[-1][0])
 
 
+# The modules that define what a trained network computes; editing any of them invalidates
+# the cache (the training loop's bookkeeping in core/training.py is deliberately left out).
+FINGERPRINTED = ("core/models", "core/diffusion.py", "core/schedule.py", "core/distributions.py",
+                 "core/ema.py", "core/timestep_sampler.py", "core/data/toys.py")
+
+
+def code_fingerprint() -> str:
+    """sha1 (12 hex digits) of the source files in FINGERPRINTED."""
+    digest = hashlib.sha1()
+    for entry in FINGERPRINTED:
+        path = REPO_ROOT / entry
+        files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+        for file in files:
+            digest.update(str(file.relative_to(REPO_ROOT)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def _cache_path(config, dataset, snapshot_steps) -> Path:
-    key = json.dumps({"config": config.to_dict(), "data": dataset.name,
+    key = json.dumps({"config": config.to_dict(), "data": dataset.name, "code": code_fingerprint(),
                       "shape": list(dataset.shape), "n": int(dataset.train.shape[0]),
                       "snapshots": [int(s) for s in snapshot_steps]}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
@@ -183,7 +201,8 @@ def train_snapshots(config, dataset, snapshot_steps, *, cache: bool = True, labe
     the EMA network after each step count in `snapshot_steps` (increasing).
 
     With cache=True the EMA weights and timings are stored in runs/repro_cache/ under a hash
-    of (config, data set, snapshot steps) and re-used by later runs of any script.
+    of (config, data set, snapshot steps, code_fingerprint()) and re-used by later runs of
+    any script.
     """
     import torch
 

@@ -50,11 +50,6 @@ RUNS = {
     "C_cosine_learned_vlb_is": dict(schedule="cosine", variance_type="learned_range",
                                     loss_type="vlb", timestep_sampler="loss-aware"),
 }
-LABELS = {
-    "A_linear_fixed_simple": r"A: linear, fixed $\tilde\beta$, $L_{simple}$",
-    "B_cosine_learned_hybrid": r"B: cosine, learned $\Sigma$, $L_{hybrid}$",
-    "C_cosine_learned_vlb_is": r"C: cosine, learned $\Sigma$, $L_{vlb}$ + IS",
-}
 
 
 def make_config(name: str, args) -> ExperimentConfig:
@@ -132,6 +127,20 @@ def evaluate(run, test: torch.Tensor, args, seed: int) -> dict:
     }
 
 
+def paired_differences(runs: dict) -> dict:
+    """NLL(a) - NLL(b) per pair of runs, mean and standard error over the same test images
+    (paired, so the image-to-image spread cancels)."""
+    names = list(runs)
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            diff = (np.asarray(runs[a]["nll_per_image"], dtype=np.float64)
+                    - np.asarray(runs[b]["nll_per_image"], dtype=np.float64))
+            mean, err = mean_and_stderr(diff)
+            out[f"{a} - {b}"] = {"mean": mean, "stderr": err}
+    return out
+
+
 def main(argv=None) -> dict:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mnist")
@@ -183,6 +192,9 @@ def main(argv=None) -> dict:
               f"{scores['full_loop_bpd']:.3f}, stratified on the same: "
               f"{scores['stratified_on_full_images']:.3f}); train {run.seconds:.0f} s, eval "
               f"{scores['eval_seconds']:.0f} s + {scores['full_loop_seconds']:.0f} s", flush=True)
+    results["paired_differences"] = paired_differences(results["runs"])
+    for pair, row in results["paired_differences"].items():
+        print(f"{pair}: {row['mean']:+.3f} +- {row['stderr']:.3f} bits/dim (paired)")
     results["json"] = write_results(results, args, "nll_comparison")
     print(f"results: {results['json']}")
     return results

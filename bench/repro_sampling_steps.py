@@ -29,8 +29,10 @@ learned variance least; DDIM is best at very few (< 50) steps.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -117,7 +119,8 @@ def plot(results: dict, path):
     axes[0].set_title(r"mean $\log p_{true}$ of samples (nats; diverged excluded)")
     axes[1].set_title(r"% samples below the data's 1 % quantile of $\log p$")
     axes[1].set_yscale("log")
-    axes[2].set_title("test NLL bound of the respaced model (nats/dim)")
+    axes[2].set_title("test NLL bound of the respaced model (nats/dim, symlog)")
+    axes[2].set_yscale("symlog", linthresh=1.0)
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("sampling steps")
@@ -138,7 +141,14 @@ def main(argv=None) -> dict:
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--nll-points", type=int, default=2000, help="test points for the NLL bound")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--replot", type=Path, default=None,
+                        help="only redraw the figure from this script's saved JSON results")
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        results = json.loads(args.replot.read_text(encoding="utf-8"))
+        figure = plot(results, args.out_dir / Path(results["figure"]).name)
+        print(f"figure: {figure}")
+        return results
     snapshots = list(TOY_SNAPSHOTS)
     if args.quick:
         args.timesteps, args.step_counts, args.samples, args.nll_points = 20, "20,10,5", 200, 100

@@ -169,8 +169,8 @@ def clipped_analytic_variance(schedule: NoiseSchedule, eps_norm_sq, data_varianc
     """Analytic-DPM sigma*^2 clipped to [beta-tilde_t, beta-tilde_t + c_t^2 Var(x_0)] (T,).
 
     sigma*^2 = beta-tilde_t + c_t^2 E Var(x_0|x_t) / D with c_t = posterior_mean_coef1, and
-    0 <= E Var(x_0|x_t) <= Var(x_0); the raw formula divides Monte Carlo error in Gamma by
-    nothing at the last cosine step, where its factor beta^2 / (alpha (1 - abar)) is ~1e3.
+    0 <= E Var(x_0|x_t) <= Var(x_0). The raw formula multiplies the Monte Carlo error of
+    Gamma by beta^2 / (alpha (1 - abar)), which is ~1e3 at the last cosine step.
     """
     raw = analytic_dpm_variance(schedule, eps_norm_sq)
     low = schedule.posterior_variance
@@ -217,6 +217,24 @@ def findings(ts: np.ndarray, truth: dict, schedule: NoiseSchedule, sigmas: float
         "max_variance_over_beta": float((truth["true_variance"] / beta).max()),
         "median_independent_entropy_err": float(np.median(truth["independent_entropy_err"])),
         "median_paired_entropy_err": float(np.median(truth["true_entropy_err"])),
+    }
+
+
+def closeness(ts: np.ndarray, truth: dict, models: list, analytic: dict) -> dict:
+    """How far the model's variances are from the true one: mean over t >= 1 of
+    |log(sigma^2 / true variance)| (the learned Sigma_theta, Analytic-DPM clipped), and the
+    mean |H_learned - H_true| per dim for each training snapshot."""
+    keep = ts >= 1
+    true = truth["true_variance"][keep]
+    final = models[-1][1]
+    return {
+        "learned_variance_mean_abs_log_error":
+            float(np.mean(np.abs(np.log(final["learned_variance"][keep] / true)))),
+        "analytic_clipped_mean_abs_log_error":
+            float(np.mean(np.abs(np.log(analytic["clipped"][keep] / true)))),
+        "learned_entropy_mean_abs_error_by_step": {
+            str(step): float(np.mean(np.abs(curves["learned_entropy"] - truth["true_entropy"])))
+            for step, curves in models},
     }
 
 
@@ -320,6 +338,7 @@ def analyse(name: str, dataset, schedule: NoiseSchedule, diffusion, snapshots: l
                 "clipped": clipped_analytic_variance(schedule, gamma, variance)[ts]}
     figure = plot(name, ts, truth, models, schedule, analytic, schedule_label, path)
     found = findings(ts, truth, schedule)
+    found.update(closeness(ts, truth, models, analytic))
     print(f"{name} ({schedule_label}): data variance per dim {variance:.3f}; true "
           f"H(X_(t-1)|X_t) above the upper bound (> 3 stderr) at t = "
           f"{found['t_above_upper_bound'].tolist()}; max excess "
@@ -329,7 +348,10 @@ def analyse(name: str, dataset, schedule: NoiseSchedule, diffusion, snapshots: l
           f"{found['count_below_lower_bound']}; max E Var / beta = "
           f"{found['max_variance_over_beta']:.5f}; entropy stderr paired "
           f"{found['median_paired_entropy_err']:.1e} vs independent "
-          f"{found['median_independent_entropy_err']:.1e}", flush=True)
+          f"{found['median_independent_entropy_err']:.1e}; mean |log(sigma^2 / truth)|: learned "
+          f"{found['learned_variance_mean_abs_log_error']:.4f}, Analytic-DPM clipped "
+          f"{found['analytic_clipped_mean_abs_log_error']:.4f}; learned entropy error by step "
+          f"{found['learned_entropy_mean_abs_error_by_step']}", flush=True)
     print(f"  figure: {figure}")
     return {"timesteps": ts, "schedule_betas": schedule.betas[ts], "truth": truth,
             "findings": found, "analytic_model_raw": analytic["raw"],
@@ -341,6 +363,7 @@ def analyse(name: str, dataset, schedule: NoiseSchedule, diffusion, snapshots: l
 def main(argv=None) -> dict:
     parser = base_parser(__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
+    parser.add_argument("--schedule", default="cosine", help="cosine (default) or linear")
     parser.add_argument("--timesteps", type=int, default=1000)
     parser.add_argument("--points", type=int, default=40, help="analysed timesteps (log-spaced)")
     parser.add_argument("--mc", type=int, default=20000, help="Monte Carlo draws per t")
@@ -358,18 +381,19 @@ def main(argv=None) -> dict:
         args.quadrature_t, args.quadrature_points, snapshots = "25", 301, [2, 4]
         args.respaced = 10
     setup_torch(args.threads)
-    schedule = NoiseSchedule.from_name("cosine", args.timesteps)
+    schedule = NoiseSchedule.from_name(args.schedule, args.timesteps)
+    suffix = "" if args.schedule == "cosine" else f"_{args.schedule}"
     ts = analysis_timesteps(args.timesteps, args.points)
     check_ts = [int(t) for t in args.quadrature_t.split(",") if t.strip()]
     check_ts = [t for t in check_ts if 0 < t < args.timesteps]
-    results = {"hardware": hardware_line(), "schedule": "cosine", "T": args.timesteps,
+    results = {"hardware": hardware_line(), "schedule": args.schedule, "T": args.timesteps,
                "mc_draws": args.mc, "model_draws": args.model_mc, "datasets": {}}
     for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
         dataset = get_dataset(name, num_samples=20000, seed=args.seed)
         if dataset.mixture is None:
             parser.error(f"--datasets: {name!r} is not a Gaussian mixture")
         config = toy_config(name, "learned_range", "hybrid", timesteps=args.timesteps,
-                            steps=snapshots[-1], seed=args.seed)
+                            schedule=args.schedule, steps=snapshots[-1], seed=args.seed)
         run = train_snapshots(config, dataset, snapshots, cache=not (args.no_cache or args.quick),
                               label=f"{name} learned_range hybrid", progress_every=500)
         entry = {"data_variance_per_dim": data_variance_per_dim(dataset.mixture),
@@ -381,17 +405,17 @@ def main(argv=None) -> dict:
                   f"{row['quadrature']:+.3e} (paired MC {row['paired_mc']:+.3e} +- "
                   f"{row['paired_mc_err']:.1e})")
         entry["full"] = analyse(name, dataset, schedule, run.diffusion, run.snapshots, ts, args,
-                                f"cosine, T = {args.timesteps}",
-                                args.out_dir / f"true_entropy_{name}.png")
+                                f"{args.schedule}, T = {args.timesteps}",
+                                args.out_dir / f"true_entropy_{name}{suffix}.png")
         if args.respaced:
             respaced = run.diffusion.respaced(space_timesteps(args.timesteps, str(args.respaced)))
             entry["respaced"] = analyse(
                 name, dataset, respaced.schedule, respaced, run.snapshots,
                 np.arange(respaced.num_timesteps), args,
-                f"cosine T = {args.timesteps} respaced to {args.respaced} steps",
-                args.out_dir / f"true_entropy_{name}_{args.respaced}steps.png")
+                f"{args.schedule} T = {args.timesteps} respaced to {args.respaced} steps",
+                args.out_dir / f"true_entropy_{name}{suffix}_{args.respaced}steps.png")
         results["datasets"][name] = entry
-    results["json"] = write_results(results, args, "true_entropy")
+    results["json"] = write_results(results, args, f"true_entropy{suffix}")
     return results
 
 
