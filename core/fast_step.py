@@ -502,6 +502,32 @@ class FastTrainStep:
             self._graph.replay()
         self._finish(self._static["raw"], self._static["row"], lr)
 
+    @torch.no_grad()
+    def _check_replay(self, graph) -> str:
+        """Replay once, measure, undo; then the plain step on the same batch (the real step).
+        Returns "" when both agree, else what differs."""
+        tr = self.trainer
+        generators_before = tr.generator_states()
+        dropout_before = tr._dropout_state.clone()
+        weights, optimizer_state, _ = tr._live_tensors()
+        saved = [t.detach().clone() for t in (*weights, *optimizer_state)]
+        watched = [*self._ema_pairs[1], *self._ema_pairs[0]]
+        before = [t.detach().clone() for t in watched]
+        with tr._ema_lock, tr._model_rng():
+            graph.replay()
+        graph_row = self._static["row"][0].clone()
+        graph_delta = torch.stack(torch._foreach_norm(torch._foreach_sub(watched, before)))
+        torch._foreach_copy_([*weights, *optimizer_state], saved)
+        tr.set_generator_states(generators_before)
+        tr._dropout_state = dropout_before
+        with torch.enable_grad():
+            self._plain_step()                  # the real step (redraws the same batch)
+        plain_row = tr._rows[len(tr._pending) - 1].clone()
+        plain_delta = torch.stack(torch._foreach_norm(torch._foreach_sub(watched, before)))
+        tr.optimizer.zero_grad(set_to_none=True)
+        return _agreement(graph_row.cpu().numpy(), plain_row.cpu().numpy(),
+                          graph_delta.cpu().numpy(), plain_delta.cpu().numpy())
+
     def _capture_and_step(self) -> None:
         tr = self.trainer
         device = tr.device
@@ -519,6 +545,11 @@ class FastTrainStep:
                 side = torch.cuda.Stream(device)
                 with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
                     raw, row = self._body()
+        except BaseException:
+            # nothing ran (a capture only records); the plain step redraws this batch
+            tr.set_generator_states(generators_before)
+            tr._dropout_state = dropout_before
+            raise
         finally:
             for group, flag in zip(tr.optimizer.param_groups, capturable, strict=True):
                 group["capturable"] = flag
@@ -531,24 +562,9 @@ class FastTrainStep:
             self._graph, self._graph_signature = graph, self._signature()
             return
         # one replay, measured against the plain step on the same batch, then undone
-        weights, optimizer_state, _ = tr._live_tensors()
-        saved = [t.detach().clone() for t in (*weights, *optimizer_state)]
-        watched = [*self._ema_pairs[1], *self._ema_pairs[0]]
-        before = [t.detach().clone() for t in watched]
-        with tr._ema_lock, tr._model_rng():
-            graph.replay()
-        graph_row = row[0].clone()
-        graph_delta = torch.stack(torch._foreach_norm(torch._foreach_sub(watched, before)))
-        torch._foreach_copy_([*weights, *optimizer_state], saved)
         tr.set_generator_states(generators_before)
         tr._dropout_state = dropout_before
-        self._plain_step()                      # the real step (redraws the same batch)
-        plain_row = tr._rows[len(tr._pending) - 1].clone()
-        plain_delta = torch.stack(torch._foreach_norm(torch._foreach_sub(watched, before)))
-        tr.optimizer.zero_grad(set_to_none=True)
-        problem = _agreement(graph_row.cpu().numpy(), plain_row.cpu().numpy(),
-                             graph_delta.cpu().numpy(), plain_delta.cpu().numpy())
-        del saved, before
+        problem = self._check_replay(graph)
         if problem:
             self.active = "eager"
             self.reason = f"CUDA graph self-check failed ({problem}); eager kept"
@@ -778,23 +794,34 @@ class FastSampler:
         if not math.isfinite(error) or error > SELF_CHECK_RTOL * max(scale, 1.0):
             raise RuntimeError(f"self-check: the replayed step differs from eager by {error:.3g}")
 
+    def _graph_body(self) -> None:
+        """The captured code: one step from the static x, t (and noise) into the static
+        outputs, x overwritten by x_prev."""
+        s = self._static
+        sample, pred_x0, pred_eps, variance = self._step_math(
+            s["x"], s["t"], s["noise"] if self._needs_noise_input() else None)
+        s["pred_x0"], s["pred_eps"], s["variance"] = pred_x0, pred_eps, variance
+        s["x"].copy_(sample)
+
     def _capture(self, x: torch.Tensor, step: int) -> None:
-        s = {"x": x.detach().clone(),
-             "t": torch.full((self.shape[0],), step, device=self.device, dtype=torch.long),
-             "noise": torch.zeros(self.shape, device=self.device)}
-        with_noise = self._needs_noise_input()
+        self._static = {"x": x.detach().clone(),
+                        "t": torch.full((self.shape[0],), step, device=self.device,
+                                        dtype=torch.long),
+                        "noise": torch.zeros(self.shape, device=self.device)}
+        s = self._static
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
         with device_schedule(self.diffusion, self.device):
             with torch.cuda.stream(side):
                 for _ in range(2):                    # warm-up: cuDNN/cuBLAS set-up, compile
-                    self._step_math(s["x"], s["t"], s["noise"] if with_noise else None)
+                    self._step_math(s["x"], s["t"],
+                                    s["noise"] if self._needs_noise_input() else None)
             torch.cuda.current_stream(self.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
-                sample, pred_x0, pred_eps, variance = self._step_math(
-                    s["x"], s["t"], s["noise"] if with_noise else None)
-                s["pred_x0"], s["pred_eps"], s["variance"] = pred_x0, pred_eps, variance
-                s["x"].copy_(sample)
-        self._static = s
+            try:
+                with torch.cuda.graph(graph, stream=side, capture_error_mode="thread_local"):
+                    self._graph_body()
+            except BaseException:
+                self._static = {}
+                raise
         self._graph = graph

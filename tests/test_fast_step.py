@@ -2,6 +2,8 @@
 CPU, device-resident schedule tables, the graph self-check, and the fast sampler equal to
 core.sampling. GPU tests (graph capture itself) skip without CUDA."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -144,6 +146,118 @@ def test_graph_body_waits_for_the_end_of_the_lr_warm_up():
     assert taken == [False, False, False, False, True, True]
 
 
+# ---------------------------------------------------------------------- capture orchestration
+class _FakeStream:
+    def wait_stream(self, other):
+        pass
+
+
+class _FakeCuda:
+    """torch.cuda's graph API on the CPU, to test the capture logic without a GPU: streams do
+    nothing; a "capture" runs the step body once and undoes what it did (a real capture only
+    records kernels); "replay" runs the body again and writes the captured outputs, as a
+    replayed graph does. `broken` ("ema" | "optimizer") makes replays lose that update."""
+
+    def __init__(self, monkeypatch, fast, broken=None, fail_capture=False):
+        self.fast, self.broken, self.fail_capture = fast, broken, fail_capture
+        self.captures = self.replays = 0
+        monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: _FakeStream())
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: _FakeStream())
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: self)
+        monkeypatch.setattr(torch.cuda, "graph", self._capture)
+
+    def _state(self):
+        weights, optimizer, _ = self.fast.trainer._live_tensors()
+        return [*weights, *optimizer]
+
+    @contextlib.contextmanager
+    def _capture(self, graph, stream=None, capture_error_mode="global"):
+        assert graph is self and capture_error_mode == "thread_local"
+        if self.fail_capture:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        before = [t.detach().clone() for t in self._state()]
+        yield
+        with torch.no_grad():
+            torch._foreach_copy_(self._state(), before)
+        self.captures += 1
+
+    def replay(self):
+        trainer = self.fast.trainer
+        kept = {"ema": list(trainer.ema_model.parameters()),
+                "optimizer": list(trainer.model.parameters())}.get(self.broken, [])
+        saved = [t.detach().clone() for t in kept]
+        with torch.enable_grad():               # a real replay runs no Python at all
+            raw, row = self.fast._body()
+        if kept:
+            with torch.no_grad():
+                torch._foreach_copy_(kept, saved)
+        self.fast._static["raw"].copy_(raw)
+        self.fast._static["row"].copy_(row)
+        self.replays += 1
+
+
+def _graph_on_cpu(monkeypatch, config_kwargs, **fake_kwargs):
+    dataset = image_dataset()
+    plain = Trainer(image_config(**config_kwargs), dataset=dataset)
+    trainer = Trainer(image_config(**config_kwargs), dataset=dataset)
+    fast = FastTrainStep(trainer, path="graph")
+    fast.active, fast.reason = "graph", ""        # as on a CUDA device
+    return plain, trainer, fast, _FakeCuda(monkeypatch, fast, **fake_kwargs)
+
+
+def test_capture_flow_warms_up_checks_then_replays_with_the_plain_numbers(monkeypatch):
+    plain, trainer, fast, cuda = _graph_on_cpu(monkeypatch, {"train": {"warmup_steps": 2}})
+    plain.run(12)
+    trainer.run(12)
+    # steps 0 (lr ramp, plain), 1..3 (side-stream warm-up), 4 (capture + self-check: the
+    # plain step is the real one), 5..11 replayed
+    assert (cuda.captures, fast.captures) == (1, 1)
+    assert cuda.replays == 1 + 7
+    assert fast.active == "graph" and fast.reason == "" and fast.describe().startswith("CUDA graph")
+    np.testing.assert_allclose(trainer.history["loss"], plain.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(trainer.history["grad_norm"], plain.history["grad_norm"], rtol=1e-5)
+    for a, b in zip(state_of(trainer), state_of(plain), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_changed_learning_rate_triggers_a_new_capture(monkeypatch):
+    plain, trainer, fast, cuda = _graph_on_cpu(monkeypatch, {"train": {"warmup_steps": 0}})
+    trainer.run(7)
+    assert cuda.captures == 1
+    trainer.config.train.lr = 1e-3
+    trainer.run(3)
+    assert cuda.captures == 2 and fast.active == "graph"
+    assert trainer.optimizer.param_groups[0]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("broken", ["ema", "optimizer"])
+def test_self_check_catches_a_graph_that_loses_an_update(monkeypatch, broken):
+    plain, trainer, fast, cuda = _graph_on_cpu(monkeypatch, {"train": {"warmup_steps": 0}},
+                                               broken=broken)
+    plain.run(8)
+    trainer.run(8)
+    assert fast.active == "eager" and "self-check failed" in fast.reason
+    assert "weight updates differ" in fast.reason
+    assert cuda.replays == 1
+    # the checked step and all later ones are the plain step's
+    np.testing.assert_allclose(trainer.history["loss"], plain.history["loss"], rtol=1e-6)
+    for a, b in zip(state_of(trainer), state_of(plain), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-8)
+
+
+def test_failed_capture_falls_back_and_keeps_the_random_stream(monkeypatch):
+    plain, trainer, fast, cuda = _graph_on_cpu(monkeypatch, {"train": {"warmup_steps": 0}},
+                                               fail_capture=True)
+    plain.run(6)
+    trainer.run(6)
+    assert fast.active == "eager" and "capture failed" in fast.reason
+    assert "RuntimeError" in fast.describe()
+    assert trainer.history["loss"] == plain.history["loss"]
+    for a, b in zip(state_of(trainer), state_of(plain), strict=True):
+        assert torch.equal(a, b)
+
+
 # ---------------------------------------------------------------------- self-check
 def test_agreement_accepts_equal_runs_and_names_what_differs():
     row = np.array([0.5, 0.4, 0.1, 2.0, np.nan, 0.3, 0.2, 0.1])
@@ -223,6 +337,55 @@ def test_fast_sampler_on_cpu_equals_core_sampling(sampler, eta, learned):
         assert got.variance == pytest.approx(want.variance, rel=1e-6, abs=1e-12)
     final = fast.sample(noise=noise, generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(final, reference[-1].x, rtol=1e-6, atol=1e-6)
+
+
+class _FakeSamplerCuda(_FakeCuda):
+    """_FakeCuda for a FastSampler: a capture runs the step and puts x back; a replay runs it."""
+
+    def _state(self):
+        return [self.fast._static["x"]]
+
+    def replay(self):
+        self.fast._graph_body()
+        self.replays += 1
+
+
+@pytest.mark.parametrize("sampler,eta", [("ddim", 0.0), ("ddim", 0.5), ("ddpm", 0.0)])
+def test_fast_sampler_graph_orchestration_equals_core_sampling(monkeypatch, sampler, eta):
+    diffusion = build_diffusion(image_config(diffusion={"timesteps": 30}), "image")
+    model = tiny_unet()
+    shape = (2, 1, 8, 8)
+    steps = 6 if sampler == "ddim" else 30
+    fast = FastSampler(model, diffusion, shape, sampler=sampler, steps=steps, eta=eta,
+                       path="graph", precision="fp32")
+    fast.active, fast.reason = "graph", ""               # as on a CUDA device
+    cuda = _FakeSamplerCuda(monkeypatch, fast)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    got = fast.sample(noise=noise, generator=torch.Generator().manual_seed(2))
+    assert fast.active == "graph", fast.reason
+    # one capture; the first replay is checked against eager and undone, then one per step
+    assert cuda.captures == 1 and cuda.replays == steps + 1
+    respaced = diffusion.respaced(space_timesteps(30, str(steps))) if steps < 30 else diffusion
+    run = ddim_sample if sampler == "ddim" else ddpm_sample
+    kwargs = {"eta": eta} if sampler == "ddim" else {}
+    *_, last = run(respaced, model, shape, noise=noise,
+                   generator=torch.Generator().manual_seed(2), **kwargs)
+    torch.testing.assert_close(got, last.x, rtol=1e-6, atol=1e-6)
+    again = fast.sample(noise=noise, generator=torch.Generator().manual_seed(2))
+    assert cuda.captures == 1 and torch.equal(again, got)
+
+
+def test_fast_sampler_capture_failure_finishes_eagerly(monkeypatch):
+    diffusion = build_diffusion(image_config(), "image")
+    model = tiny_unet()
+    fast = FastSampler(model, diffusion, (2, 1, 8, 8), steps=5, path="graph", precision="fp32")
+    fast.active = "graph"
+    _FakeSamplerCuda(monkeypatch, fast, fail_capture=True)
+    eager = FastSampler(model, diffusion, (2, 1, 8, 8), steps=5, path="eager", precision="fp32")
+    noise = torch.randn(2, 1, 8, 8)
+    got = fast.sample(noise=noise)
+    assert fast.active == "eager" and "capture failed" in fast.reason
+    assert torch.equal(got, eager.sample(noise=noise))
 
 
 def test_fast_sampler_rejects_bad_arguments():
