@@ -825,3 +825,20 @@ class FastSampler:
                 self._static = {}
                 raise
         self._graph = graph
+
+
+def sample_records(model: nn.Module, diffusion: GaussianDiffusion, shape: Sequence[int], *,
+                   sampler: str, eta: float = 0.0, noise: torch.Tensor | None = None,
+                   generator: torch.Generator | None = None, device="cpu",
+                   clip_denoised: bool | None = None,
+                   model_kwargs: dict | None = None) -> Iterator[StepRecord] | None:
+    """core.sampling's ddpm_sample / ddim_sample over every index of `diffusion` on the
+    CUDA-graph path (fp32, the model as given), or None where that path does not apply (not
+    CUDA, or $DIFFUSION_EXPLORER_FAST_PATH says eager): the caller then runs core.sampling."""
+    device = torch.device(device)
+    if device.type != "cuda" or requested_path(device) == "eager":
+        return None
+    fast = FastSampler(model, diffusion, shape, sampler=sampler,
+                       steps=diffusion.num_timesteps, eta=eta, clip=clip_denoised,
+                       model_kwargs=model_kwargs, device=device, path="graph", precision="fp32")
+    return fast.records(noise=noise, generator=generator)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from core.diffusion import GaussianDiffusion
+from core.fast_step import sample_records
 from core.sampling import GuidedModel, ddim_sample, ddpm_sample
 from core.schedule import space_timesteps
 
@@ -90,9 +91,11 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     x_T = torch.randn(shape, generator=generator, device=device)
     common = dict(noise=x_T, generator=generator, device=device, clip_denoised=clip,
                   model_kwargs=model_kwargs)
-    if sampler == "ddpm":
+    # the CUDA-graph step of core.fast_step on a GPU; None elsewhere
+    records = sample_records(model, respaced, shape, sampler=sampler, eta=float(eta), **common)
+    if records is None and sampler == "ddpm":
         records = ddpm_sample(respaced, model, shape, **common)
-    else:
+    elif records is None:
         records = ddim_sample(respaced, model, shape, eta=float(eta), **common)
 
     total = respaced.num_timesteps
