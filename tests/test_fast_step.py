@@ -20,6 +20,7 @@ from core.fast_step import (
     describe_training_path,
     device_schedule,
     requested_path,
+    sample_records,
 )
 from core.models import UNet
 from core.sampling import ddim_sample, ddpm_sample
@@ -388,6 +389,12 @@ def test_fast_sampler_capture_failure_finishes_eagerly(monkeypatch):
     assert torch.equal(got, eager.sample(noise=noise))
 
 
+def test_sample_records_leave_cpu_sampling_to_core_sampling():
+    diffusion = build_diffusion(image_config(), "image")
+    assert sample_records(tiny_unet(), diffusion, (2, 1, 8, 8), sampler="ddim",
+                          device="cpu") is None
+
+
 def test_fast_sampler_rejects_bad_arguments():
     diffusion = build_diffusion(image_config(), "image")
     model = tiny_unet()
@@ -465,3 +472,18 @@ def test_cuda_graph_sample_matches_eager_within_bf16_tolerance(sampler):
                    generator=torch.Generator("cuda").manual_seed(4))
     # fp32 eager reference against the bf16 graph
     assert (out_graph - last.x).abs().max().item() < 0.1
+
+
+@needs_cuda
+def test_generate_sample_on_cuda_matches_the_eager_path(monkeypatch):
+    from core.generate import sample
+
+    diffusion = build_diffusion(image_config("cuda", diffusion={"timesteps": 40}), "image")
+    model = tiny_unet().cuda()
+    kwargs = dict(sampler="ddpm", seed=3, device="cuda", record_every=10)
+    graphed = sample(model, diffusion, 4, (1, 8, 8), **kwargs)
+    monkeypatch.setenv(ENV_VAR, "eager")
+    eager = sample(model, diffusion, 4, (1, 8, 8), **kwargs)
+    assert graphed.timesteps.tolist() == eager.timesteps.tolist()
+    np.testing.assert_allclose(graphed.final, eager.final, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(graphed.variance, eager.variance, rtol=1e-5)
