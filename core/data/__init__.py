@@ -222,9 +222,13 @@ def get_dataset(name_or_path, *, image_size: int | None = 28, grayscale: bool = 
             f"unknown data set {name_or_path!r}: not one of {', '.join(DATASET_NAMES)}, "
             "and no such file or folder"
         )
-    if path.is_dir():
-        return _folder_dataset(path, image_size, channels, seed)
-    return _file_dataset(path, image_size, channels, seed)
+    try:
+        if path.is_dir():
+            return _folder_dataset(path, image_size, channels, seed)
+        return _file_dataset(path, image_size, channels, seed)
+    except OSError as error:  # e.g. a folder or file without read permission
+        where = error.filename or path
+        raise DataError(f"{where}: cannot be read ({error.strerror or error})") from None
 
 
 def _classes_from_labels(labels: np.ndarray) -> int:

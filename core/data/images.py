@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,6 +167,9 @@ def _flatten_alpha(image: Image.Image) -> Image.Image:
 def decode_image(path, size: int, grayscale: bool) -> np.ndarray:
     """One picture as uint8 (size, size, C), C = 1 or 3: centre square crop, bicubic resize."""
     target_mode = "L" if grayscale else "RGB"
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        # a named pipe or a device called *.png: opening it could block forever
+        raise ValueError(f"{path}: not a regular file")
     with Image.open(path) as opened:
         image = opened
         if image.format == "JPEG":
