@@ -38,7 +38,6 @@ def parse_args(argv):
     p.add_argument("--size", choices=("tiny", "small", "full"), default=None)
     p.add_argument("--images", type=int, default=None, help="batch to sample (default 64, tiny 2)")
     p.add_argument("--ddim-steps", type=int, default=None, help="default 50 (tiny 5)")
-    p.add_argument("--ddpm-steps", type=int, default=None, help="default T (1000; tiny 20)")
     p.add_argument("--ddim-repeats", type=int, default=3)
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     p.add_argument("--mode", default="auto",
@@ -54,7 +53,7 @@ def parse_args(argv):
     tiny = args.size == "tiny"
     args.images = args.images or (2 if tiny else 64)
     args.T = common.SIZES[args.size]["T"]
-    args.ddpm_steps = args.ddpm_steps or args.T
+    args.ddpm_steps = args.T          # lucidrains' ancestral sampler always walks all T steps
     args.ddim_steps = args.ddim_steps or (5 if tiny else 50)
     args.precision = ("bf16" if cuda else "fp32") if args.precision == "auto" else args.precision
     args.mode = ("graph" if cuda else "eager") if args.mode == "auto" else args.mode
@@ -63,8 +62,8 @@ def parse_args(argv):
     for name in args.peers + args.match:
         if name not in common.PEER_NAMES:
             p.error(f"unknown peer {name!r}: choose from {', '.join(common.PEER_NAMES)}")
-    if not 1 <= args.ddim_steps <= args.T or not 1 <= args.ddpm_steps <= args.T:
-        p.error(f"--ddim-steps and --ddpm-steps must lie in [1, {args.T}]")
+    if not 1 <= args.ddim_steps <= args.T:
+        p.error(f"--ddim-steps must lie in [1, {args.T}]")
     return args
 
 

@@ -17,6 +17,13 @@ each of our runs to each peer's best precision.
     python bench/train_throughput.py --tiny                  # CPU smoke test, seconds
     python bench/train_throughput.py --size small --device cpu --threads 1
 
+Loss-curve check (no accuracy lost): --loss-curve N trains the mnist-ddpm preset for N
+steps twice from one seed, the plain fp32 eager step against the first --ours run (default:
+the fast path), and writes both curves, their smoothed difference against the noise of the
+curve, and a plot (--plot PATH, needs matplotlib).
+
+    python bench/train_throughput.py --loss-curve 2000 --plot docs/figures/loss_curve_fast_vs_eager.png
+
 Options: --device, --batch, --steps, --warmup, --rounds, --size tiny|small|full (--tiny),
 --precision fp32|bf16|auto, --mode eager|compile|graph|compile+graph|auto,
 --compile-mode, --ours PRECISION:MODE[,...], --ablation, --peers NAMES|none,
@@ -89,10 +96,15 @@ def parse_args(argv):
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-cudnn-benchmark", action="store_true")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--loss-curve", type=int, default=0, metavar="N",
+                   help="instead of timing: compare N-step loss curves on mnist-ddpm")
+    p.add_argument("--plot", default=None, help="PNG of the loss curves (with --loss-curve)")
     args = p.parse_args(argv)
     args.device = common.resolve_device("cpu" if args.tiny and args.device == "auto" else args.device)
     cuda = args.device.startswith("cuda")
     args.size = args.size or ("tiny" if args.tiny else ("full" if cuda else "small"))
+    if args.loss_curve and args.batch is None:
+        args.batch = 128 if args.size == "full" else 32
     args.batch = args.batch or {"full": 128, "small": 16, "tiny": 4}[args.size]
     args.warmup = args.warmup if args.warmup is not None else (10 if cuda else 3)
     args.peer_precisions = [s for s in (args.peer_precisions or ("fp32,bf16" if cuda else "fp32"))
@@ -167,14 +179,21 @@ def build_peer(name: str, precision: str, args, modules) -> Variant:
     return variant
 
 
-def warm_up(variant: Variant, args) -> None:
-    baseline = common.reset_peak_memory(args.device)
+def warm_up(variant: Variant, args, baseline: int) -> None:
+    """--warmup untimed steps (the first one timed on its own), then two steps whose peak
+    memory above what was allocated before this model was built is reported."""
     common.sync(args.device)
     start = time.perf_counter()
     variant.step()
     common.sync(args.device)
     variant.first_step_s = time.perf_counter() - start
     for _ in range(args.warmup - 1):
+        variant.step()
+    common.sync(args.device)
+    # steady state: resident weights and optimizer state plus one step's activations (not
+    # the one-off graph self-check copies)
+    common.reset_peak_memory(args.device)
+    for _ in range(2):
         variant.step()
     common.sync(args.device)
     variant.peak_memory_gib = common.peak_memory_gib(args.device, baseline)
@@ -241,22 +260,135 @@ def print_table(results: dict) -> None:
         print(f"peer {name} not run: {why}")
 
 
+def curve_config(args):
+    """The mnist-ddpm preset (smaller network off the full size), --batch, no probes."""
+    from core.presets import load_preset
+
+    config = load_preset("mnist-ddpm")
+    config.train.batch_size = args.batch
+    config.train.probe_every = 0
+    config.train.device = args.device.split(":")[0]
+    config.train.log_every = 20
+    if args.size != "full":
+        config.model.channels = 16 if args.size == "tiny" else 32
+        config.model.channel_mult = (1, 2)
+        config.model.num_res_blocks = 1
+        config.model.attention_resolutions = ()
+    if args.size == "tiny":
+        config.train.warmup_steps = min(config.train.warmup_steps, args.loss_curve // 4)
+    return config.validate()
+
+
+def smoothed(values, window: int):
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def loss_curve(args) -> dict:
+    """Plain fp32 eager against the --ours fast path: same data, seed, model, steps."""
+    import copy
+
+    import numpy as np
+
+    from core.data import get_dataset
+    from core.fast_step import FastTrainStep, describe_training_path
+    from core.training import Trainer
+
+    config = curve_config(args)
+    tc = config.train
+    dataset = get_dataset(tc.dataset, image_size=tc.image_size, grayscale=tc.grayscale,
+                          num_samples=tc.num_samples, seed=tc.seed)
+    precision, mode = args.ours[0]
+    runs = {}
+    for name, (run_precision, run_mode) in (("eager_fp32", ("fp32", "eager")),
+                                             ("fast", (precision, mode))):
+        trainer = Trainer(copy.deepcopy(config), dataset=dataset, device=args.device)
+        FastTrainStep(trainer, path=run_mode, precision=run_precision,
+                      compile_mode=args.compile_mode)
+        start = time.perf_counter()
+        trainer.run(args.loss_curve)
+        common.sync(args.device)
+        runs[name] = {"path": describe_training_path(trainer),
+                      "seconds": round(time.perf_counter() - start, 2),
+                      "loss": [round(v, 6) for v in trainer.history["loss"]]}
+    reference, fast = (np.asarray(runs[k]["loss"]) for k in ("eager_fp32", "fast"))
+    window = max(10, args.loss_curve // 20)
+    ref_s, fast_s = smoothed(reference, window), smoothed(fast, window)
+    # noise of a window mean: the spread of the loss around its smoothed curve / sqrt(window)
+    residual = reference[window // 2: window // 2 + len(ref_s)] - ref_s
+    noise = float(np.std(residual) / math.sqrt(window))
+    difference = np.abs(fast_s - ref_s)
+    tail = slice(len(ref_s) // 2, None)
+    results = {
+        "benchmark": "loss_curve", "steps": args.loss_curve, "window": window,
+        "config": config.to_dict(), "env": common.env_info(args.device), "runs": runs,
+        "max_smoothed_difference": round(float(difference.max()), 6),
+        "mean_smoothed_difference_second_half": round(float(difference[tail].mean()), 6),
+        "window_mean_noise": round(noise, 6),
+        "difference_over_noise_second_half": round(float(difference[tail].mean()) / noise, 3),
+        "final_window_loss": {"eager_fp32": round(float(ref_s[-1]), 5),
+                              "fast": round(float(fast_s[-1]), 5)},
+    }
+    print(f"loss curves over {args.loss_curve} steps ({window}-step means): "
+          f"eager fp32 {results['final_window_loss']['eager_fp32']:.4f} vs fast "
+          f"{results['final_window_loss']['fast']:.4f} at the end; mean |difference| in the "
+          f"second half {results['mean_smoothed_difference_second_half']:.4g} = "
+          f"{results['difference_over_noise_second_half']:.2f} x the noise of a window mean")
+    for name, run in runs.items():
+        print(f"  {name}: {run['path']}, {run['seconds']} s")
+    if args.plot:
+        plot_curves(runs, window, args.plot)
+    return results
+
+
+def plot_curves(runs: dict, window: int, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for (name, run), color in zip(runs.items(), ("tab:blue", "tab:orange"), strict=False):
+        loss = run["loss"]
+        ax.plot(range(1, len(loss) + 1), loss, color=color, alpha=0.2, linewidth=0.6)
+        mean = smoothed(loss, window)
+        ax.plot(range(window, len(loss) + 1), mean, color=color, linewidth=1.5,
+                label=f"{name}: {run['path'].split(' [')[0]}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     common.setup_torch(args.device, args.threads, not args.no_cudnn_benchmark)
+    if args.loss_curve:
+        results = loss_curve(args)
+        common.write_json(args.json, results)
+        return results
     modules, missing = common.load_peers(args.peers)
     env = common.env_info(args.device)
     variants: list[Variant] = []
     for match in args.match:
         for precision, mode in args.ours:
+            baseline = common.reset_peak_memory(args.device)
             variants.append(build_ours(match, precision, mode, args))
-            warm_up(variants[-1], args)
+            warm_up(variants[-1], args, baseline)
     for name in args.peers:
         if name not in modules:
             continue
         for precision in args.peer_precisions:
+            baseline = common.reset_peak_memory(args.device)
             variants.append(build_peer(name, precision, args, modules))
-            warm_up(variants[-1], args)
+            warm_up(variants[-1], args, baseline)
     per_round = [args.steps // args.rounds + (1 if i < args.steps % args.rounds else 0)
                  for i in range(args.rounds)]
     for count in per_round:

@@ -60,6 +60,19 @@ def test_graph_mode_on_cpu_reports_the_fallback(tmp_path):
     assert "CUDA graphs need a CUDA device" in row["path"]
 
 
+def test_loss_curve_mode_trains_both_paths_from_one_seed(tmp_path):
+    bench = load("train_throughput")
+    results = bench.main(["--loss-curve", "12", "--size", "tiny", "--device", "cpu",
+                          "--batch", "2", "--ours", "fp32:eager", "--json",
+                          str(tmp_path / "curve.json")])
+    runs = results["runs"]
+    assert len(runs["eager_fp32"]["loss"]) == len(runs["fast"]["loss"]) == 12
+    # the same path twice: identical curves, so the data, seeds and steps line up
+    assert runs["eager_fp32"]["loss"] == runs["fast"]["loss"]
+    assert results["max_smoothed_difference"] == 0.0 and results["window_mean_noise"] > 0
+    assert json.loads((tmp_path / "curve.json").read_text())["steps"] == 12
+
+
 def test_sample_speed_tiny_runs_and_samples_are_finite(tmp_path):
     bench = load("sample_speed")
     out = tmp_path / "sample.json"
