@@ -8,7 +8,8 @@ Two trainers of one configuration (our UNet matched to a peer, random images on 
   steps, converted to columns and emitted at <= 20 Hz, pause/stop/task polling every step,
   the worker's torch thread count), run in this thread without a window;
 - run: `Trainer.run` called directly with no callbacks (the loop without the worker).
-After a warm-up run of each, they alternate for --rounds rounds of --steps/--rounds steps;
+After a warm-up run of each, they alternate (in a rotating order) for --rounds rounds of
+--steps/--rounds steps;
 images/s = steps x batch / wall time (with a device sync at the end of each block). The
 figure of merit is worker / bench (target >= 0.90).
 
@@ -41,7 +42,7 @@ def parse_args(argv):
     p.add_argument("--match", default="diffusers", choices=common.PEER_NAMES)
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--steps", type=int, default=60, help="timed steps of each, in all rounds")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--warmup", type=int, default=None, help="default 10 (GPU), 3 (CPU)")
     p.add_argument("--mode", default="auto",
                    choices=("auto", "eager", "compile", "graph", "compile+graph"),
@@ -107,8 +108,11 @@ def main(argv=None) -> dict:
     counted = {name: 0 for name in blocks}
     per_round = [args.steps // args.rounds + (1 if i < args.steps % args.rounds else 0)
                  for i in range(args.rounds)]
-    for count in per_round:
-        for name, block in blocks.items():
+    names = list(blocks)
+    for index, count in enumerate(per_round):
+        # the order rotates every round, so no block always follows the same one
+        for name in names[index % len(names):] + names[:index % len(names)]:
+            block = blocks[name]
             common.sync(args.device)
             start = time.perf_counter()
             block(count)

@@ -7,7 +7,8 @@ within 10 %, same resolution and batch; see bench/_bench_common.py). The peers, 
 installed (`pip install .[bench]`), are built and stepped exactly as
 shared/reference/peer_bench.py does, in the same process. All models are built first, warmed
 up, then timed in alternating rounds (a round times --steps/--rounds steps of each model in
-turn), so a drift of the machine hits every model alike. Per model: the median step time
+turn, the order rotating from round to round), so a drift of the machine hits every model
+alike. Per model: the median step time
 over all timed steps (CUDA events on a GPU, perf_counter on the CPU), images/s, achieved
 TFLOP/s (torch.utils.flop_counter, forward + backward), peak memory (GPU), and the ratio of
 each of our runs to each peer's best precision.
@@ -391,8 +392,9 @@ def main(argv=None) -> dict:
             warm_up(variants[-1], args, baseline)
     per_round = [args.steps // args.rounds + (1 if i < args.steps % args.rounds else 0)
                  for i in range(args.rounds)]
-    for count in per_round:
-        for variant in variants:
+    for index, count in enumerate(per_round):
+        shift = index % max(len(variants), 1)          # rotate the order every round
+        for variant in variants[shift:] + variants[:shift]:
             if count:
                 times, wall = common.time_steps(variant.step, count, args.device)
                 variant.times.extend(times)
