@@ -224,6 +224,9 @@ class ExperimentConfig:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError("config", text[:40], f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        except (ValueError, RecursionError) as exc:  # an integer of > 4300 digits, deep nesting
+            raise ConfigError("config", text[:40], f"is not usable JSON ({type(exc).__name__}: "
+                                                   f"{str(exc).split(';')[0]})") from None
         return cls.from_dict(data)
 
     @classmethod
@@ -250,6 +253,9 @@ def _section(cls: type, data: Any, prefix: str):
                 raise ConfigError(f"{prefix}.{key}", value, "must be a list")
             value = tuple(value)
         elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond the float range
+                raise ConfigError(f"{prefix}.{key}", value, "must be a finite number") from None
         kwargs[key] = value
     return cls(**kwargs)
