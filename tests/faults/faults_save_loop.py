@@ -6,7 +6,10 @@ runs no torch op before forking (torch.set_num_threads(1), no thread pool), so f
 
 Protocol (one line each, on stdin / stdout):
   fork N   a child resumes from CHECKPOINT (or starts fresh), then N times: one training
-           step, "saving STEP", save_checkpoint, "saved STEP SECONDS"; N = 0 loops forever.
+           step, "saving STEP", save_checkpoint, "saved STEP SECONDS CLOCK"; N = 0 loops
+           forever. Inside save_checkpoint, right before the bytes are written, the child
+           prints "writing STEP CLOCK" (CLOCK: time.monotonic()), so the test can aim kills
+           at the write itself.
            The server prints "child PID", the child "resumed STEP" or "fresh", and the server
            "reaped PID STATUS" once the child is gone (status is os.waitpid's).
   quit     exit.
@@ -20,6 +23,7 @@ import time
 
 
 def child(checkpoint: str, saves: int) -> None:
+    import core.checkpoint
     from core.checkpoint import save_checkpoint, trainer_from_checkpoint
     from core.config import ExperimentConfig
     from core.data import get_dataset
@@ -40,13 +44,20 @@ def child(checkpoint: str, saves: int) -> None:
     else:
         trainer = Trainer(config, dataset=dataset)
         say("fresh")
+    real_save_file = core.checkpoint.save_file
+
+    def announced_save_file(tensors, filename, metadata=None):
+        say(f"writing {trainer.step} {time.monotonic():.6f}")
+        real_save_file(tensors, filename, metadata=metadata)
+
+    core.checkpoint.save_file = announced_save_file
     done = 0
     while saves == 0 or done < saves:
         trainer.run(1)
         say(f"saving {trainer.step}")
         start = time.perf_counter()
         save_checkpoint(checkpoint, trainer)
-        say(f"saved {trainer.step} {time.perf_counter() - start:.4f}")
+        say(f"saved {trainer.step} {time.perf_counter() - start:.4f} {time.monotonic():.6f}")
         done += 1
 
 

@@ -77,9 +77,11 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_checkpoint(tmp_path):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
     lines = Lines(server.stdout)
     rng = random.Random(20261125)
-    durations: list[float] = []
+    save_seconds: list[float] = [0.1]   # whole save_checkpoint calls
+    write_seconds: list[float] = []     # from "writing" to the end of the save
     on_disk: int | None = None          # the checkpoint's step after the previous kill
-    hit_the_write = 0                   # kills that left a temp file behind
+    hit_the_write = 0                   # kills while a checkpoint was being written
+    left_temp_files = 0                 # kills that left a temp file behind
     try:
         assert lines.next() == "ready"
         for kill in range(KILLS):
@@ -87,28 +89,37 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_checkpoint(tmp_path):
             server.stdin.write("fork 0\n")
             pid = int(lines.next().split()[1])
             assert lines.next() == ("fresh" if on_disk is None else f"resumed {on_disk}")
-            # let 0-2 saves complete, then kill at a random moment of the next one
+            # let 0-2 saves complete, then kill at a random moment of the next one: every
+            # other kill anywhere in the save, the others while its bytes are being written
             saves_before = rng.randrange(3)
-            started, confirmed, savings = None, on_disk, 0
-            while savings <= saves_before:
+            aim = "saving" if kill % 2 else "writing"
+            started, confirmed, aimed_at, writing_since = None, on_disk, 0, None
+            while aimed_at <= saves_before:
                 word, step, *rest = lines.next().split()
                 if word == "saving":
-                    started, savings = int(step), savings + 1
+                    started = int(step)
+                elif word == "writing":
+                    writing_since = float(rest[0])
                 else:
                     confirmed = int(step)
-                    durations.append(float(rest[0]))
-            typical = statistics.median(durations) if durations else 0.1
-            threading.Event().wait(rng.uniform(0.0, 1.3 * typical))
+                    save_seconds.append(float(rest[0]))
+                    write_seconds.append(float(rest[1]) - writing_since)
+                aimed_at += word == aim
+            typical = statistics.median(save_seconds if aim == "saving" else write_seconds or [0.05])
+            threading.Event().wait(rng.uniform(0.0, 1.2 * typical))
             os.kill(pid, signal.SIGKILL)
+            last = word
             while True:                  # everything the child wrote before it died
                 words = lines.next().split()
                 if words[0] == "reaped":
                     status = int(words[2])
                     break
+                last = words[0]
                 if words[0] == "saving":
                     started = int(words[1])
                 elif words[0] == "saved":
                     confirmed = int(words[1])
+            hit_the_write += last == "writing"   # died between the first byte and "saved"
             assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
 
             where = f"kill {kill + 1}: last save started at step {started}, confirmed {confirmed}"
@@ -124,11 +135,12 @@ def test_sigkill_at_random_moments_never_leaves_a_bad_checkpoint(tmp_path):
             assert sorted(folder.glob("*.safetensors")) == ([path] if path.exists() else [])
             assert sorted(folder.glob("*.ckpt")) == []
             left = strays(folder, path)
-            hit_the_write += bool(left - before)
+            left_temp_files += bool(left - before)
             for stray in left - before:
                 check_stray(stray, started)
         # the kills hit the write itself, not only the training steps around it
-        assert hit_the_write >= 2, f"only {hit_the_write} of {KILLS} kills landed inside a write"
+        assert hit_the_write >= KILLS // 6, f"only {hit_the_write} of {KILLS} kills landed in a write"
+        assert left_temp_files >= 1, "no kill left a temp file: the stray-file checks never ran"
         # a clean run afterwards resumes, saves twice, exits 0 and leaves no stale temp file
         server.stdin.write("fork 2\n")
         lines.next()
