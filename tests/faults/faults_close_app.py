@@ -4,7 +4,7 @@
 
 MODE "training": close while a run trains. "sampling": close while a long sampling run goes
 on (training stopped). "saving": close while a checkpoint save is being written during a run
-(the write is slowed down by one second, like a slow disk). Prints "closing ..." right before
+(the write is slowed down by half a second, like a slow disk). Prints "closing ..." right before
 window.close() and "closed" after the event loop has returned.
 """
 
@@ -35,7 +35,7 @@ def main() -> None:
 
         def slow_save_file(tensors, filename, metadata=None):
             write_started.set()
-            time.sleep(1.0)
+            time.sleep(0.5)
             real_save_file(tensors, filename, metadata=metadata)
 
         core.checkpoint.save_file = slow_save_file
@@ -52,7 +52,7 @@ def main() -> None:
 
     def close(what: str) -> None:
         state["phase"] = "closing"
-        print(f"closing during {what}", flush=True)
+        print(f"closing during {what} at {time.monotonic():.6f}", flush=True)
         window.close()
 
     def poll() -> None:
@@ -89,7 +89,7 @@ def main() -> None:
     timer.start(20)
     QTimer.singleShot(90_000, app.quit)  # a hang guard, never reached when closing works
     app.exec()
-    print("closed", flush=True)
+    print(f"closed at {time.monotonic():.6f}", flush=True)
 
 
 if __name__ == "__main__":

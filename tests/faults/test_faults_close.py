@@ -1,7 +1,9 @@
 """Closing the window mid-work: during training, during sampling, during a checkpoint save.
 
-The real exit path, in a subprocess: the process ends within a few seconds with exit code 0,
-Qt never destroys a running thread, and nothing is printed as a traceback.
+The real exit path, in a subprocess: the window has stopped and joined every worker and left
+the event loop within 2 s of close(), the process then ends with exit code 0 (CPython's
+teardown of torch adds 1-3 s on a busy 2-core machine, so the whole exit is allowed 10 s), Qt
+never destroys a running thread, and nothing is printed as a traceback.
 
 Autosave: the app does not save on close (a run has no folder of its own; saving is the
 user's explicit File > Save), so closing during training leaves no file behind. A save that
@@ -23,7 +25,8 @@ from core.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).resolve().parent / "faults_close_app.py"
-EXIT_WITHIN_S = 5.0
+CLOSE_WITHIN_S = 2.0      # close() -> every thread joined, event loop returned
+EXIT_WITHIN_S = 10.0      # close() -> process gone
 
 
 def run_and_close(mode: str, tmp_path: Path):
@@ -35,12 +38,9 @@ def run_and_close(mode: str, tmp_path: Path):
          str(tmp_path / "run.safetensors")],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: dict[str, list[str]] = {"out": [], "err": []}
-    closing_at: list[float] = []
 
     def read(stream, name) -> None:
         for line in stream:
-            if line.startswith("closing"):
-                closing_at.append(time.monotonic())
             lines[name].append(line)
 
     readers = [threading.Thread(target=read, args=(process.stdout, "out"), daemon=True),
@@ -56,8 +56,12 @@ def run_and_close(mode: str, tmp_path: Path):
     exited_at = time.monotonic()
     for reader in readers:
         reader.join(10)
-    seconds = exited_at - closing_at[0] if closing_at else None
-    return process.returncode, "".join(lines["out"]), "".join(lines["err"]), seconds
+    out = "".join(lines["out"])
+    clock = {line.split()[0]: float(line.split()[-1]) for line in lines["out"]
+             if line.startswith(("closing", "closed"))}
+    timing = (clock["closed"] - clock["closing"], exited_at - clock["closing"]) \
+        if len(clock) == 2 else None
+    return process.returncode, out, "".join(lines["err"]), timing
 
 
 @pytest.mark.slow
@@ -65,13 +69,15 @@ def run_and_close(mode: str, tmp_path: Path):
                                         ("sampling", "closing during sampling"),
                                         ("saving", "closing during a checkpoint save at step")])
 def test_closing_mid_work_exits_cleanly_and_quickly(tmp_path, mode, what):
-    code, out, err, seconds = run_and_close(mode, tmp_path)
+    code, out, err, timing = run_and_close(mode, tmp_path)
     assert what in out, out + err
     assert code == 0, err[-3000:]
     assert "QThread: Destroyed" not in err
     assert "Traceback" not in err and "Fatal Python error" not in err, err[-3000:]
-    assert "closed" in out
-    assert seconds is not None and seconds < EXIT_WITHIN_S, f"exit took {seconds:.1f} s"
+    assert timing is not None, out
+    closed, exited = timing
+    assert closed < CLOSE_WITHIN_S, f"the window took {closed:.2f} s to close"
+    assert exited < EXIT_WITHIN_S, f"the process took {exited:.2f} s to exit"
     checkpoint = tmp_path / "run.safetensors"
     if mode == "saving":
         # the save in flight was completed before the process ended, and it is whole
