@@ -10,6 +10,8 @@ import json
 import os
 import resource
 import signal
+import subprocess
+import sys
 
 import pytest
 from faults_helpers import (
@@ -79,47 +81,58 @@ def test_enospc_on_a_first_save_leaves_nothing(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == []
 
 
-@pytest.fixture
-def file_size_limit():
-    """Set RLIMIT_FSIZE (soft) for this process, restored afterwards; SIGXFSZ ignored so the
-    write returns EFBIG instead of killing the test."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-
-    def limit(size: int) -> None:
+def _limit_file_size(size: int):
+    """preexec_fn for a child process: RLIMIT_FSIZE = size, SIGXFSZ ignored (survives exec),
+    so a write past `size` fails with EFBIG instead of killing the child. Only the child is
+    limited: pytest's own output, possibly a file, must never be."""
+    def apply() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
-
-    try:
-        yield limit
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, previous)
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return apply
 
 
-def test_a_real_refused_write_is_a_checkpoint_error_not_a_library_error(saved, file_size_limit):
+REFUSED_SAVE = """
+import os, sys
+sys.path.insert(0, {helpers!r})
+from faults_helpers import core_trainer
+from core.checkpoint import CheckpointError, save_checkpoint
+trainer = core_trainer(steps=5)
+try:
+    save_checkpoint({path!r}, trainer)
+except CheckpointError as exc:
+    print(exc)
+    sys.exit(3)
+sys.exit(0)
+"""
+
+
+def test_a_real_refused_write_is_a_checkpoint_error_not_a_library_error(saved, tmp_path):
     """The OS refuses the bytes inside safetensors' Rust writer (as with a full disk)."""
-    trainer, path = saved
+    _, path = saved
     before = path.read_bytes()
-    file_size_limit(len(before) // 2)
-    with pytest.raises(CheckpointError) as info:
-        save_checkpoint(path, trainer)
-    assert "File too large" in str(info.value) and str(path) in str(info.value)
-    assert "previous checkpoint there is unchanged" in str(info.value)
+    script = REFUSED_SAVE.format(helpers=os.path.dirname(__file__), path=str(path))
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, preexec_fn=_limit_file_size(len(before) // 2))
+    assert proc.returncode == 3, proc.stderr
+    message = proc.stdout.strip()
+    assert "File too large" in message and str(path) in message
+    assert "previous checkpoint there is unchanged" in message
     assert path.read_bytes() == before
     assert sorted(os.listdir(path.parent)) == [path.name]
 
 
-def test_cli_train_on_a_full_disk_prints_one_line(tmp_path, file_size_limit, capsys):
-    from core.cli import main
-
+def test_cli_train_on_a_full_disk_prints_one_line(tmp_path):
     config = tmp_path / "config.json"
     config.write_text(json.dumps(tiny_config(steps=3, num_samples=200).to_dict()))
     out = tmp_path / "out.safetensors"
-    file_size_limit(4096)
-    code = main(["train", "--config", str(config), "--out", str(out), "--threads", "1"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code != 0
-    assert "Traceback" not in "\n".join(err)
+    proc = subprocess.run(
+        [sys.executable, "-m", "core", "train", "--config", str(config), "--out", str(out),
+         "--threads", "1"],
+        capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(4096))
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
     assert err[-1].startswith("error: checkpoint ") and "File too large" in err[-1], err
     assert not out.exists() and os.listdir(tmp_path) == ["config.json"]
 
