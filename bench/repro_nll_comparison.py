@@ -174,8 +174,7 @@ def main(argv=None) -> dict:
     test = dataset.test if args.eval_images <= 0 else dataset.test[: args.eval_images]
     results = {"hardware": hardware_line(), "dataset": args.dataset,
                "train_images": int(dataset.train.shape[0]), "test_images": int(test.shape[0]),
-               "settings": {k: (str(v) if k in ("out_dir", "json") else v)
-                            for k, v in vars(args).items()},
+               "settings": vars(args),
                "runs": {}}
     for i, name in enumerate(names):
         config = make_config(name, args)
