@@ -329,7 +329,8 @@ def loss_curve(args) -> dict:
         "max_smoothed_difference": round(float(difference.max()), 6),
         "mean_smoothed_difference_second_half": round(float(difference[tail].mean()), 6),
         "window_mean_noise": round(noise, 6),
-        "difference_over_noise_second_half": round(float(difference[tail].mean()) / noise, 3),
+        "difference_over_noise_second_half": (round(float(difference[tail].mean()) / noise, 3)
+                                              if noise > 0 else math.nan),
         "final_window_loss": {"eager_fp32": round(float(ref_s[-1]), 5),
                               "fast": round(float(fast_s[-1]), 5)},
     }
