@@ -810,8 +810,9 @@ class FastSampler:
                         "noise": torch.zeros(self.shape, device=self.device)}
         s = self._static
         side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
         with device_schedule(self.diffusion, self.device):
+            # after the tables' copies: the side stream must see them
+            side.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(side):
                 for _ in range(2):                    # warm-up: cuDNN/cuBLAS set-up, compile
                     self._step_math(s["x"], s["t"],
