@@ -11,27 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_configs import tiny_toy_config
 
 
 def tiny_config(steps: int = 40, timesteps: int = 20, **train):
-    """The toy-2d preset shrunk: T=20, a 32-wide MLP, one metric row per step, CPU."""
-    from core.presets import load_preset
-
-    cfg = load_preset("toy-2d")
-    cfg.model.hidden = 32
-    cfg.model.mlp_blocks = 1
-    cfg.diffusion.timesteps = timesteps
-    cfg.train.num_samples = 2000
-    cfg.train.batch_size = 64
-    cfg.train.steps = steps
-    cfg.train.log_every = 1
-    cfg.train.probe_every = 0
-    cfg.train.probe_timesteps = 10
-    cfg.train.warmup_steps = 10
-    cfg.train.device = "cpu"
-    for key, value in train.items():
-        setattr(cfg.train, key, value)
-    return cfg.validate()
+    """The toy-2d preset shrunk: T=20, a 32-wide MLP, one metric row per step, CPU, no probes."""
+    return tiny_toy_config(steps, timesteps, probe_every=0, **{"device": "cpu", **train})
 
 
 def core_trainer(steps: int = 0, **train):

@@ -94,7 +94,7 @@ def _limit_file_size(size: int):
 
 REFUSED_SAVE = """
 import os, sys
-sys.path.insert(0, {helpers!r})
+sys.path[:0] = [{helpers!r}, os.path.dirname({helpers!r})]
 from faults_helpers import core_trainer
 from core.checkpoint import CheckpointError, save_checkpoint
 trainer = core_trainer(steps=5)

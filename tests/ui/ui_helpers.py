@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
+from tiny_configs import tiny_toy_config
+
 
 def tiny_config(steps: int = 150, timesteps: int = 20):
-    """The toy-2d preset shrunk: T=20, a 32-wide MLP, one metric row per step."""
-    from core.presets import load_preset
-
-    cfg = load_preset("toy-2d")
-    cfg.model.hidden = 32
-    cfg.model.mlp_blocks = 1
-    cfg.diffusion.timesteps = timesteps
-    cfg.train.num_samples = 2000
-    cfg.train.batch_size = 64
-    cfg.train.steps = steps
-    cfg.train.log_every = 1
-    cfg.train.probe_every = 50
-    cfg.train.probe_timesteps = 10
-    cfg.train.warmup_steps = 10
-    return cfg.validate()
+    """The toy-2d preset shrunk: T=20, a 32-wide MLP, one metric row per step, probes every 50."""
+    return tiny_toy_config(steps, timesteps, probe_every=50)
 
 
 def train(window, qtbot, cfg, timeout: int = 60000) -> str:
