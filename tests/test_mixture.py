@@ -5,7 +5,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from core.mixture import MixtureReverseProcess, analytic_dpm_variance, reverse_process_curves
+from core.mixture import (
+    MixtureReverseProcess,
+    analytic_dpm_range,
+    analytic_dpm_variance,
+    mixture_data_variance,
+    reverse_process_curves,
+)
 from core.schedule import NoiseSchedule, get_betas
 
 RING = SimpleNamespace(
@@ -118,3 +124,76 @@ def test_analytic_dpm_with_exact_score_equals_true_reverse_variance():
 def test_analytic_dpm_for_standard_normal_data_is_beta():
     abar = SCHEDULE.alphas_cumprod
     assert np.allclose(analytic_dpm_variance(SCHEDULE, 1 - abar), SCHEDULE.betas, rtol=1e-10)
+
+
+def _quadrature_entropy(process, t, points=801):
+    """-int q log q over a 2-D grid by the trapezoid rule (float64, no sampling): the grid
+    reaches 10 component standard deviations beyond the farthest mean."""
+    means, var = process.marginal_params(t)
+    half = float(np.abs(means).max()) + 10 * np.sqrt(var)
+    axis = np.linspace(-half, half, points)
+    gx, gy = np.meshgrid(axis, axis, indexing="ij")
+    log_q = process.marginal_log_density(np.stack([gx.ravel(), gy.ravel()], 1), t)
+    integrand = (-np.exp(log_q) * log_q).reshape(points, points)
+    w = np.ones(points)
+    w[[0, -1]] = 0.5
+    return float((axis[1] - axis[0]) ** 2 * w @ integrand @ w)
+
+
+@pytest.mark.parametrize("t", [0, 3, 30, 80, 99])
+def test_entropy_change_matches_quadrature(t):
+    """H(X_{t-1}) - H(X_t) (paired draws, control variate) against two 2-D quadratures, and
+    precise enough to place the truth inside the O(beta_t) gap between the bounds."""
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    change = process.entropy_change(t, 4000, np.random.default_rng(t))
+    exact = _quadrature_entropy(process, t - 1) - _quadrature_entropy(process, t)
+    assert change.value == pytest.approx(exact, abs=5 * float(change.stderr) + 1e-7)
+    assert change.stderr < 1e-3  # independent draws give ~1e-2 nats at n = 4000
+    if t > 0:
+        gap = np.log(SCHEDULE.betas[t] / SCHEDULE.posterior_variance[t])  # D/2 log(beta/beta~), D=2
+        assert change.stderr < 0.02 * gap
+
+
+def test_curves_report_consistent_entropy_change_and_truth():
+    curves = reverse_process_curves(RING, SCHEDULE, [2, 40], n=2000, seed=3)
+    forward = 0.5 * np.log(2 * np.pi * np.e * SCHEDULE.betas[curves["t"]])
+    assert np.allclose(curves["true_entropy"], forward - curves["marginal_entropy_delta"], atol=1e-12)
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    for i, t in enumerate(curves["t"]):
+        exact = (_quadrature_entropy(process, t) - _quadrature_entropy(process, t - 1)) / 2
+        err = curves["marginal_entropy_delta_err"][i]
+        assert curves["marginal_entropy_delta"][i] == pytest.approx(exact, abs=5 * err + 1e-7)
+
+
+def test_mixture_data_variance_matches_samples():
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    x0 = process.sample_marginal(400_000, -1, np.random.default_rng(4))
+    assert mixture_data_variance(RING) == pytest.approx(x0.var(axis=0).mean(), rel=0.01)
+    assert mixture_data_variance(RING) == pytest.approx(2.0 + 0.04, rel=1e-12)  # r^2 / 2 + s^2
+
+
+def test_analytic_dpm_clip_keeps_the_variance_in_its_possible_range():
+    ts = np.array([0, 1, 50, 99])
+    low, high = analytic_dpm_range(SCHEDULE, 2.04, ts)
+    assert np.allclose(low, SCHEDULE.posterior_variance[ts])
+    coef = SCHEDULE.betas[ts] * np.sqrt(SCHEDULE.alphas_cumprod_prev[ts]) / (1 - SCHEDULE.alphas_cumprod[ts])
+    assert np.allclose(high, low + coef**2 * 2.04)
+    # A Gamma above 1 would give a variance below beta-tilde (negative at t = 0): clipped up.
+    assert np.array_equal(analytic_dpm_variance(SCHEDULE, np.full(4, 1.5), ts, 2.04), low)
+    assert analytic_dpm_variance(SCHEDULE, np.full(4, 1.5), ts)[0] < 0
+    # A Gamma far below zero overshoots the range: clipped down.
+    assert np.array_equal(analytic_dpm_variance(SCHEDULE, np.full(4, -1e6), ts, 2.04), high)
+    # Inside the range nothing changes, and a subset equals the full array at those t.
+    gamma = 1 - SCHEDULE.alphas_cumprod
+    full = analytic_dpm_variance(SCHEDULE, gamma)
+    assert np.array_equal(analytic_dpm_variance(SCHEDULE, gamma[ts], ts), full[ts])
+    with pytest.raises(ValueError):
+        analytic_dpm_variance(SCHEDULE, gamma, ts)
+
+
+def test_true_reverse_variance_lies_in_the_analytic_dpm_range():
+    curves = reverse_process_curves(RING, SCHEDULE, [0, 5, 50, 99], n=4000, seed=5)
+    low, high = analytic_dpm_range(SCHEDULE, mixture_data_variance(RING), curves["t"])
+    err = 4 * curves["true_variance_err"]
+    assert np.all(curves["true_variance"] >= low - err)
+    assert np.all(curves["true_variance"] <= high + err)
