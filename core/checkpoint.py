@@ -42,7 +42,8 @@ from core.training import HISTORY_KEYS, Trainer, build_diffusion
 FORMAT_NAME = "diffusion-explorer-checkpoint"
 FORMAT_VERSION = 1
 _OPTIMIZER_FLAGS = {"params", "fused", "foreach", "capturable", "differentiable", "decoupled_weight_decay"}
-_PROBE_ARRAYS = ("t", "loss", "vlb", "v_mean", "v_std", "log_var_mean", "log_var_std")
+_PROBE_ARRAYS = ("t", "loss", "vlb", "eps_norm_sq", "analytic_variance", "v_mean", "v_std",
+                 "log_var_mean", "log_var_std")
 
 
 class CheckpointError(Exception):

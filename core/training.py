@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from core import distributed
+from core.analytic_dpm import analytic_dpm_variance
 from core.config import ConfigError, ExperimentConfig
 from core.diffusion import GaussianDiffusion, mean_flat
 from core.ema import EMA, effective_decay, make_ema
@@ -44,7 +45,9 @@ HISTORY_KEYS = ("step", "loss", "mse", "vlb", "grad_norm", "lr", "samples_per_se
                 "loss_q0", "loss_q1", "loss_q2", "loss_q3")
 # the per-step values written to the device buffer, in this order
 _DEVICE_KEYS = ("loss", "mse", "vlb", "grad_norm", "loss_q0", "loss_q1", "loss_q2", "loss_q3")
-PROBE_BATCH = 64
+PROBE_BATCH = 64  # the smallest probe batch; low-dimensional data get more (probe_batch_size)
+PROBE_ELEMENTS = 2**15
+PROBE_BATCH_MAX = 2048
 _PROBE_SEED_OFFSET = 99_991
 _RANK_SEED_STRIDE = 1_000_003
 
@@ -192,6 +195,7 @@ class Trainer:
         self._load_data_to_device()
         self._seed_generators()
         self._probe_batch = self._make_probe_batch()
+        self.data_variance = _data_variance(self.dataset.train)
 
         self.step = 0
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
@@ -253,11 +257,11 @@ class Trainer:
         self._dropout_state = states["dropout"].clone()
 
     def _make_probe_batch(self):
-        """A fixed batch (up to PROBE_BATCH test examples) with fixed noise and labels."""
+        """A fixed batch (up to probe_batch_size test examples) with fixed noise and labels."""
         source = self.dataset.test if self.dataset.test.shape[0] > 0 else self.dataset.train
         labels = self.dataset.test_labels if source is self.dataset.test else self.dataset.train_labels
         gen = torch.Generator().manual_seed(self.config.train.seed + _PROBE_SEED_OFFSET)
-        count = min(PROBE_BATCH, source.shape[0])
+        count = min(probe_batch_size(math.prod(source.shape[1:])), source.shape[0])
         idx = torch.randperm(source.shape[0], generator=gen)[:count]
         x0 = source[idx].to(torch.float32)
         noise = torch.randn(x0.shape, generator=gen)
@@ -513,7 +517,13 @@ class Trainer:
         bits/dim; for learned_range also v_mean/v_std and log_var_mean/log_var_std, the mean
         and standard deviation of the interpolation weight v and of log Sigma_theta over all
         entries (batch and dimensions) of the probe batch. Arrays are float64 numpy (K,);
-        the learned-variance entries are None for a fixed variance. Appended to probe_history.
+        the learned-variance entries are None for a fixed variance.
+
+        Analytic-DPM (Bao et al. 2022) for every variance type: eps_norm_sq = Gamma_t =
+        E|eps_theta(x_t, t)|^2 / D over the probe batch (the eps implied by the mean
+        channels) and analytic_variance = core.analytic_dpm.analytic_dpm_variance(Gamma_t),
+        clipped to its possible range with the data's per-dimension variance
+        (self.data_variance). Appended to probe_history.
         """
         self._probe_requested.clear()
         T = self.diffusion.num_timesteps
@@ -530,19 +540,23 @@ class Trainer:
                 out = self.diffusion.run_model(model, x_t, t, kwargs)
                 mean_channels = out[:, : x0.shape[1]]
                 target = self.diffusion.target_from_x0_eps(x0, noise, t)
+                pmv = self.diffusion.p_mean_variance(None, x_t, t, model_output=out)
                 row = [mean_flat((target - mean_channels) ** 2).mean(),
-                       self.diffusion.vlb_terms(None, x0, x_t, t, model_output=out)["output"].mean()]
+                       self.diffusion.vlb_terms(None, x0, x_t, t, model_output=out)["output"].mean(),
+                       mean_flat(pmv["pred_eps"].float() ** 2).mean()]
                 if learned:
-                    pmv = self.diffusion.p_mean_variance(None, x_t, t, model_output=out)
                     v, log_var = pmv["v_frac"], pmv["log_variance"]
                     row += [v.mean(), v.std(), log_var.mean(), log_var.std()]
                 stats.append(torch.stack(row))
         values = torch.stack(stats).double().cpu().numpy()
         result = {"step": self.step, "t": ts, "loss": values[:, 0], "vlb": values[:, 1],
+                  "eps_norm_sq": values[:, 2],
+                  "analytic_variance": analytic_dpm_variance(
+                      self.diffusion.schedule, values[:, 2], ts, self.data_variance),
                   "v_mean": None, "v_std": None, "log_var_mean": None, "log_var_std": None}
         if learned:
-            result.update(v_mean=values[:, 2], v_std=values[:, 3],
-                          log_var_mean=values[:, 4], log_var_std=values[:, 5])
+            result.update(v_mean=values[:, 3], v_std=values[:, 4],
+                          log_var_mean=values[:, 5], log_var_std=values[:, 6])
         self.probe_history.append(result)
         return result
 
@@ -550,6 +564,22 @@ class Trainer:
         """A frozen copy of the EMA network (same device, eval mode) for sampling threads."""
         with self._ema_lock:
             return make_ema(self.ema_model)
+
+
+def probe_batch_size(dim: int) -> int:
+    """Probe examples for data of `dim` dimensions: PROBE_ELEMENTS // dim, within
+    [PROBE_BATCH, PROBE_BATCH_MAX] (2-D toys: 2048, so Gamma_t is precise; images: 64)."""
+    return int(min(max(PROBE_ELEMENTS // max(int(dim), 1), PROBE_BATCH), PROBE_BATCH_MAX))
+
+
+def _data_variance(train: torch.Tensor, limit: int = 5000) -> float:
+    """tr Cov(x_0) / D: the per-dimension variance of up to `limit` training examples, mean
+    over dimensions (the Analytic-DPM clip's data term)."""
+    count = min(limit, train.shape[0])
+    if count < 2:
+        return 1.0
+    x = train[:count].reshape(count, -1).detach().to("cpu", torch.float64)
+    return float(x.var(dim=0).mean())
 
 
 def _adamw(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:

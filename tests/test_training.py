@@ -200,6 +200,75 @@ def test_probe_learned_range_fields_at_initialisation():
     assert all(len(probe[k]) == 6 for k in ("loss", "vlb", "v_mean", "v_std", "log_var_mean", "log_var_std"))
 
 
+def test_probe_analytic_dpm_at_initialisation_matches_closed_form():
+    """eps_hat = 0, so Gamma_t = 0. Independently of Bao et al.'s form: Var(x_{t-1}|x_t) =
+    beta~ + c_t^2 Var(x0|x_t), and x0 = (x_t - sqrt(1-abar) eps) / sqrt(abar) gives
+    E Var(x0|x_t) = (1-abar)/abar (1 - Gamma), capped by the data variance."""
+    dataset = toy_dataset()
+    trainer = Trainer(tiny_config(train={"probe_timesteps": 6}), dataset=dataset)
+    data_var = dataset.train.double().var(dim=0).mean().item()
+    assert trainer.data_variance == pytest.approx(data_var, rel=1e-9)
+    probe = trainer.probe()
+    s, t = trainer.diffusion.schedule, probe["t"]
+    assert probe["eps_norm_sq"] == pytest.approx([0.0] * 6, abs=1e-12)
+    c2 = (s.betas[t] * np.sqrt(s.alphas_cumprod_prev[t]) / (1 - s.alphas_cumprod[t])) ** 2
+    spread = np.minimum((1 - s.alphas_cumprod[t]) / s.alphas_cumprod[t], data_var)
+    assert probe["analytic_variance"] == pytest.approx(s.posterior_variance[t] + c2 * spread, rel=1e-9)
+
+
+def test_probe_eps_norm_uses_the_eps_implied_by_an_x0_model():
+    """An x0-predicting network that outputs 0 implies eps = x_t / sqrt(1 - abar)."""
+    trainer = Trainer(tiny_config(diffusion={"mean_type": "x0"}, train={"probe_timesteps": 4}),
+                      dataset=toy_dataset())
+    probe = trainer.probe()
+    x0, noise, _ = trainer._probe_batch
+    s = trainer.diffusion.schedule
+    for k, t in enumerate(probe["t"]):
+        abar = s.alphas_cumprod[t]
+        x_t = np.sqrt(abar) * x0.double().numpy() + np.sqrt(1 - abar) * noise.double().numpy()
+        assert probe["eps_norm_sq"][k] == pytest.approx(np.mean(x_t**2) / (1 - abar), rel=1e-5)
+
+
+class _ExactGaussianEps(torch.nn.Module):
+    """E[eps | x_t] for data N(m, s^2 I): the ideal eps-network, in float64 internally."""
+
+    def __init__(self, schedule, mean, std):
+        super().__init__()
+        self.abar = torch.tensor(schedule.alphas_cumprod)
+        self.mean, self.var0 = torch.tensor(mean), std**2
+
+    def forward(self, x, t):
+        abar = self.abar[t].unsqueeze(1)
+        var = abar * self.var0 + 1 - abar
+        x0 = self.mean + abar.sqrt() * self.var0 / var * (x.double() - abar.sqrt() * self.mean)
+        return ((x.double() - abar.sqrt() * x0) / (1 - abar).sqrt()).to(x.dtype)
+
+
+def test_probe_analytic_dpm_with_the_exact_eps_recovers_the_true_reverse_variance():
+    """For Gaussian data the true q(x_{t-1}|x_t) has the closed-form variance
+    v_t = 1 / (1/sigma_{t-1}^2 + alpha_t/beta_t), sigma_s^2 = abar_s s^2 + 1 - abar_s."""
+    mean, std, n = np.array([0.5, -1.0]), 0.3, 20_000
+    rng = np.random.default_rng(7)
+    x = torch.tensor(mean + std * rng.standard_normal((n, 2)), dtype=torch.float32)
+    dataset = Dataset(name="gauss", kind="vector", train=x[:18_000], test=x[18_000:],
+                      train_labels=None, test_labels=None, num_classes=None, shape=(2,))
+    trainer = Trainer(tiny_config(train={"probe_timesteps": 8}), dataset=dataset)
+    s = trainer.diffusion.schedule
+    trainer.ema_model = _ExactGaussianEps(s, mean, std)
+    probe = trainer.probe()
+    assert trainer._probe_batch[0].shape[0] == 2000
+    t = probe["t"]
+    abar, abar_prev, beta = s.alphas_cumprod[t], s.alphas_cumprod_prev[t], s.betas[t]
+    var_prev = abar_prev * std**2 + 1 - abar_prev
+    truth = 1 / (1 / var_prev + (1 - beta) / beta)
+    # Gamma_t is a mean over 2,000 draws (relative error ~2.2%); sigma*^2 moves by
+    # beta^2 / (alpha (1 - abar)) per unit of Gamma.
+    gamma = (1 - abar) / (abar * std**2 + 1 - abar)  # E|E[eps|x]|^2/D = 1 - Var(eps|x_t)
+    assert probe["eps_norm_sq"] == pytest.approx(gamma, rel=0.1)
+    tol = 5 * 0.025 * gamma * beta**2 / ((1 - beta) * (1 - abar))
+    assert np.all(np.abs(probe["analytic_variance"] - truth) <= tol + 1e-12)
+
+
 def test_probe_runs_periodically_and_on_request():
     trainer = Trainer(tiny_config(train={"probe_every": 5}), dataset=toy_dataset())
     probes = []
