@@ -6,7 +6,12 @@ The reverse step's conditional entropy is bounded (Sohl-Dickstein et al. 2015, a
 
 For the Gaussian forward process in D dimensions the upper bound is D/2 log(2 pi e beta_t)
 and the lower bound simplifies to D/2 log(2 pi e beta-tilde_t): improved DDPM's two
-variance extremes. A D-dimensional Gaussian with covariance C has entropy
+variance extremes. The lower bound always holds. The upper bound is the chain rule
+H(X_{t-1}|X_t) = H(X_t|X_{t-1}) + H(X_{t-1}) - H(X_t) with H(X_t) >= H(X_{t-1}) assumed; the
+variance-preserving step X_t = sqrt(alpha_t) X_{t-1} + sqrt(beta_t) eps only guarantees
+H(X_t) >= H(X_{t-1}) + D/2 log alpha_t (scaling, then independent noise, which never lowers
+entropy), so for data whose variance exceeds 1 (the 8-Gaussian ring) the truth can exceed
+D/2 log(2 pi e beta_t), by at most D/2 log(1/alpha_t): general_upper_bound holds for any data. A D-dimensional Gaussian with covariance C has entropy
 H = 1/2 (D log(2 pi e) + log det C); isotropic variance s gives D/2 log(2 pi e s).
 
 t=0 convention (as the schedule's posterior_log_variance_clipped): beta-tilde_0 = 0 would
@@ -75,6 +80,27 @@ def entropy_bounds(schedule: NoiseSchedule, dim: int) -> tuple[np.ndarray, np.nd
     upper = forward_step_entropy(schedule, dim)
     lower = gaussian_entropy_from_log_variance(dim, schedule.posterior_log_variance_clipped)
     return upper, lower
+
+
+def general_upper_bound(schedule: NoiseSchedule, dim: int) -> np.ndarray:
+    """D/2 log(2 pi e beta_t / alpha_t) per t, (T,) nats: an upper bound on H_q(X_{t-1}|X_t)
+    for any data (module docstring), above entropy_bounds' upper by D/2 log(1/alpha_t)."""
+    dim = _check_dim(dim)
+    return forward_step_entropy(schedule, dim) - 0.5 * dim * np.log(schedule.alphas)
+
+
+def position_between_bounds(entropy, lower, upper) -> np.ndarray:
+    """(H - lower) / (upper - lower): 0 at the lower bound (beta-tilde), 1 at the upper
+    (beta); NaN where the gap is not positive and finite. All arrays broadcast together.
+
+    For a Gaussian reverse step with log Sigma = v log beta + (1 - v) log beta-tilde (improved
+    DDPM's learned_range) this is exactly v, so entropies and learned interpolation weights
+    share one axis."""
+    entropy, lower, upper = (np.asarray(a, dtype=np.float64) for a in (entropy, lower, upper))
+    gap = upper - lower
+    with np.errstate(invalid="ignore", divide="ignore"):
+        position = (entropy - lower) / gap
+    return np.where(np.isfinite(gap) & (gap > 0), position, np.nan)
 
 
 def sohl_dickstein_lower_bound(schedule: NoiseSchedule, dim: int) -> np.ndarray:

@@ -11,8 +11,10 @@ from core.entropy import (
     forward_step_entropy,
     gaussian_entropy,
     gaussian_marginal_entropy,
+    general_upper_bound,
     learned_variance_entropy,
     marginal_conditional_entropy,
+    position_between_bounds,
     sohl_dickstein_lower_bound,
 )
 from core.schedule import NoiseSchedule, get_betas
@@ -97,3 +99,30 @@ def test_gaussian_marginal_entropy_rejects_bad_covariances():
         gaussian_marginal_entropy(schedule, np.zeros(2), np.diag([1.0, -1.0]))
     with pytest.raises(ValueError, match="mean"):
         gaussian_marginal_entropy(schedule, np.zeros(3), np.eye(2))
+
+
+def test_plain_upper_bound_fails_for_wide_data_but_the_general_one_holds():
+    """1-D Gaussian data N(0, s^2): q(x_{t-1}|x_t) is Gaussian with variance
+    v_t = 1 / (1/sigma_{t-1}^2 + alpha_t/beta_t), sigma_s^2 = abar_s s^2 + 1 - abar_s (closed form)."""
+    schedule = NoiseSchedule(get_betas("linear", 200))
+    t = np.arange(1, 200)
+    for s2, exceeds in ((9.0, True), (0.25, False)):
+        abar_prev = schedule.alphas_cumprod_prev[t]
+        var_prev = abar_prev * s2 + 1 - abar_prev
+        truth = 0.5 * np.log(2 * np.pi * np.e / (1 / var_prev + schedule.alphas[t] / schedule.betas[t]))
+        upper, _ = entropy_bounds(schedule, 1)
+        assert np.any(truth > upper[t]) == exceeds
+        assert np.all(truth <= general_upper_bound(schedule, 1)[t])
+    expected = 0.5 * np.log(2 * np.pi * np.e * schedule.betas / schedule.alphas)
+    assert np.allclose(general_upper_bound(schedule, 3), 3 * expected, rtol=1e-12)
+
+
+def test_position_between_bounds_is_the_learned_interpolation_weight():
+    schedule = NoiseSchedule(get_betas("cosine", 50))
+    upper, lower = entropy_bounds(schedule, 1)
+    v = np.linspace(-0.2, 1.3, 50)
+    log_var = v * np.log(schedule.betas) + (1 - v) * schedule.posterior_log_variance_clipped
+    position = position_between_bounds(learned_variance_entropy(log_var, 1), lower, upper)
+    assert np.allclose(position[1:], v[1:], atol=1e-9)
+    assert np.isnan(position_between_bounds(1.0, 2.0, 2.0))
+    assert np.isnan(position_between_bounds(1.0, -np.inf, 0.0))
