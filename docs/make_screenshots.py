@@ -3,9 +3,12 @@
 Trains the 2-D toy (8 Gaussians, learned variance so Sigma_theta shows) and a tiny MNIST
 UNet through the real window (offscreen, CPU), samples, then saves one PNG per tab:
 docs/screenshots/{toy-2d,mnist}-{loss,schedule,entropy,vlb,trajectories,forward,model}.png,
-palette-quantised to stay small.
+palette-quantised to stay small. During the 2-D training it also saves the Entropy panel
+at the probes of --series steps (docs/screenshots/toy-2d-entropy-step<N>.png): the learned
+Sigma_theta and the Analytic-DPM variance approaching the exact truth.
 
     .venv/bin/python docs/make_screenshots.py [--toy-steps 1500] [--mnist-steps 400]
+        [--series 100,300,1500] [--only toy]
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ def wait_for(condition, timeout_s: float, what: str) -> None:
         wait(100)
 
 
+def shown(path: Path) -> str:
+    """path relative to the repository where it lies inside it, and its size."""
+    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+    return f"{name} ({path.stat().st_size // 1024} KB)"
+
+
 def save_small(image, path: Path) -> None:
     """Save a QImage as a 256-colour PNG (plots have few colours)."""
     from PIL import Image
@@ -51,18 +60,48 @@ def save_small(image, path: Path) -> None:
     picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
 
 
+class EntropySeries:
+    """Saves the Entropy panel when the probe of one of `steps` has been drawn."""
+
+    def __init__(self, window, steps: list[int], out: Path, name: str):
+        self.window, self.steps, self.out, self.name = window, set(steps), out, name
+        window.session.probe_added.connect(self.on_probe)
+
+    def on_probe(self, probe: dict) -> None:
+        from PySide6.QtCore import QTimer
+
+        step = int(probe["step"])
+        if step in self.steps:
+            self.window.tabs.setCurrentWidget(self.window.entropy_panel)
+            QTimer.singleShot(50, lambda: self.save(step))  # after the panels have redrawn
+
+    def save(self, step: int) -> None:
+        path = self.out / f"{self.name}-entropy-step{step}.png"
+        save_small(self.window.entropy_panel.grab().toImage(), path)
+        print(f"  {shown(path)}", flush=True)
+
+    def close(self) -> None:
+        self.window.session.probe_added.disconnect(self.on_probe)
+
+
 def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
-        trails: bool) -> None:
+        trails: bool, series: list[int] | None = None) -> None:
     window.session.set_trainer(None)
     window.experiment.set_config(config, preset=None)
     wait_for(lambda: window.session.dataset is not None
              and window.session.dataset.name == config.train.dataset, 120, "the data set")
+    wait_for(lambda: (window.session.data_curves or {}).get("T") == config.diffusion.timesteps,
+             300, "the entropy curves")
+    recorder = EntropySeries(window, series, out, name) if series else None
     finished = []
     window.training_finished.connect(finished.append)
     started = time.monotonic()
     window.controls.startButton.click()
     wait_for(lambda: finished, 3600, "training")
     window.training_finished.disconnect(finished.append)
+    wait(200)
+    if recorder is not None:
+        recorder.close()
     print(f"{name}: trained {window.session.trainer.step} steps in "
           f"{time.monotonic() - started:.0f} s ({finished[0]})", flush=True)
     panel = window.trajectory_panel
@@ -82,13 +121,16 @@ def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
         wait(400)
         path = out / f"{name}-{tab}.png"
         save_small(window.grab().toImage(), path)
-        print(f"  {path.relative_to(ROOT)} ({path.stat().st_size // 1024} KB)", flush=True)
+        print(f"  {shown(path)}", flush=True)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy-steps", type=int, default=1500)
     parser.add_argument("--mnist-steps", type=int, default=400)
+    parser.add_argument("--series", default="100,300,1500",
+                        help="2-D training steps whose probe is saved as an Entropy-panel image")
+    parser.add_argument("--only", choices=("toy", "mnist"), default=None)
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -116,8 +158,13 @@ def main(argv=None) -> int:
     toy.diffusion.loss_type = "hybrid"
     toy.train.steps = args.toy_steps
     toy.train.probe_every = 100
-    run(window, "toy-2d", toy, {"sampler": "ddpm", "steps": 100, "n": 1000, "seed": 0}, out,
-        frame=0.75, trails=True)
+    series = [int(step) for step in args.series.split(",") if step.strip()]
+    if args.only in (None, "toy"):
+        run(window, "toy-2d", toy, {"sampler": "ddpm", "steps": 100, "n": 1000, "seed": 0}, out,
+            frame=0.75, trails=True, series=series)
+    if args.only == "toy":
+        window.close()
+        return 0
 
     mnist = load_preset("mnist-ddpm")
     mnist.model.channels = 16

@@ -197,3 +197,12 @@ def test_true_reverse_variance_lies_in_the_analytic_dpm_range():
     err = 4 * curves["true_variance_err"]
     assert np.all(curves["true_variance"] >= low - err)
     assert np.all(curves["true_variance"] <= high + err)
+
+
+@pytest.mark.parametrize("t", [-1, 30, 99])
+def test_marginal_entropy_matches_quadrature(t):
+    process = MixtureReverseProcess(RING, SCHEDULE)
+    est = process.marginal_entropy(t, 4000, np.random.default_rng(11))
+    assert est.value == pytest.approx(_quadrature_entropy(process, t), abs=5 * float(est.stderr) + 1e-7)
+    if t == 99:  # q_t is nearly Gaussian: the control variate leaves almost no noise
+        assert est.stderr < 1e-4

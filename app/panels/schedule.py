@@ -1,6 +1,8 @@
-"""The noise schedule: beta_t and beta-tilde_t (log y) with the learned Sigma_theta(t) between
-them, the ratio beta-tilde/beta and alpha-bar, and the SNR. Redrawn at once when the schedule
-or T changes; the learned variance comes from the trainer's probes (core.training)."""
+"""The noise schedule: beta_t and beta-tilde_t (log y) with, between them, the learned
+Sigma_theta(t) and the Analytic-DPM variance sigma*^2(t) from the trainer's probes
+(core.training) and, for Gaussian-mixture data, the true E Var q(x_{t-1}|x_t) (app.analysis);
+the same variances divided by beta_t with alpha-bar; and the SNR. Redrawn at once when the
+schedule or T changes."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
 
-from app.widgets.plots import color, make_plot, pen, show_in_legend
+from app.widgets.plots import color, link_x, make_plot, pen, show_in_legend
 
 
 def positive_or_nan(values: np.ndarray) -> np.ndarray:
@@ -69,19 +71,41 @@ class SchedulePanel(QWidget):
         self.sigma_curve = plot.plot([], [], pen=pen(2, width=2), symbol="o", symbolSize=5,
                                      symbolBrush=color(2), symbolPen=None,
                                      name="Σθ(t) learned (probe mean ± std)")
+        self.analytic_curve = plot.plot([], [], pen=pen(3, width=1.5), symbol="d", symbolSize=6,
+                                        symbolBrush=color(3), symbolPen=None,
+                                        name="Analytic-DPM σ*²(t) from ε̂θ (probe)")
+        self.true_curve = plot.plot([], [], pen=pen(7, width=1.5), symbol="x", symbolSize=6,
+                                    symbolPen=pen(7, width=1),
+                                    name="true E Var q(xₜ₋₁|xₜ) (mixture)")
         ratio = self.ratioPlot.getPlotItem()
-        self.ratio_curve = ratio.plot([], [], pen=pen(3, width=2), name="β̃ₜ / βₜ")
+        self.ratioPlot.setTitle("Variances / βₜ, and ᾱₜ", size="10pt")
+        self.ratio_curve = ratio.plot([], [], pen=pen(0, width=2), name="β̃ₜ / βₜ")
         self.alpha_bar_curve = ratio.plot([], [], pen=pen(4, width=2), name="ᾱₜ")
-        ratio.setYRange(0, 1.02)
+        self.sigma_ratio = ratio.plot([], [], pen=pen(2, width=2), symbol="o", symbolSize=4,
+                                      symbolBrush=color(2), symbolPen=None, name="Σθ / βₜ")
+        self.analytic_ratio = ratio.plot([], [], pen=pen(3, width=1.5), symbol="d", symbolSize=5,
+                                         symbolBrush=color(3), symbolPen=None,
+                                         name="σ*² / βₜ")
+        self.true_ratio = ratio.plot([], [], pen=pen(7, width=1.5), symbol="x", symbolSize=5,
+                                     symbolPen=pen(7, width=1), name="true / βₜ")
+        ratio.addItem(pg.InfiniteLine(pos=1.0, angle=0, movable=False, pen=pen(1, width=1.5)),
+                      ignoreBounds=True)
         self.snr_curve = self.snrPlot.getPlotItem().plot([], [], pen=pen(5, width=2),
                                                           name="SNR(t)")
-        self.ratioPlot.setXLink(self.schedulePlot)
-        self.snrPlot.setXLink(self.schedulePlot)
+        link_x(self.schedulePlot, self.ratioPlot, self.snrPlot)
+
+        for item, owner in ((self.analytic_curve, self.schedulePlot),
+                            (self.true_curve, self.schedulePlot),
+                            (self.sigma_ratio, self.ratioPlot),
+                            (self.analytic_ratio, self.ratioPlot),
+                            (self.true_ratio, self.ratioPlot)):
+            show_in_legend(owner, item, False)
 
         session.schedule_changed.connect(self.show_schedule)
         session.probe_added.connect(self.show_probe)
         session.history_reset.connect(self._on_reset)
         session.config_changed.connect(self._on_config)
+        session.data_curves_changed.connect(self.show_data_curves)
         if session.schedule is not None:
             self.show_schedule(session.schedule)
 
@@ -94,7 +118,26 @@ class SchedulePanel(QWidget):
         self.alpha_bar_curve.setData(t, schedule.alphas_cumprod)
         self.snr_curve.setData(t, positive_or_nan(schedule.snr), connect="finite")
         self._clear_learned()
+        self.show_data_curves(self.session.data_curves)
         self._show_latest_probe()
+
+    def show_data_curves(self, curves: dict | None) -> None:
+        """The true expected reverse variance of Gaussian-mixture data, if the curves have it
+        and belong to the schedule shown."""
+        schedule = self.session.schedule
+        true = None if curves is None else curves.get("true_variance")
+        visible = (true is not None and schedule is not None
+                   and curves.get("T") == schedule.num_timesteps)
+        show_in_legend(self.schedulePlot, self.true_curve, visible)
+        show_in_legend(self.ratioPlot, self.true_ratio, visible)
+        if not visible:
+            self.true_curve.setData([], [])
+            self.true_ratio.setData([], [])
+            return
+        t = np.asarray(curves["t"], dtype=np.int64)
+        true = np.asarray(true, dtype=np.float64)
+        self.true_curve.setData(t.astype(np.float64), true)
+        self.true_ratio.setData(t.astype(np.float64), true / schedule.betas[t])
 
     def _on_config(self, cfg) -> None:
         learned = cfg.diffusion.variance_type == "learned_range"
@@ -113,8 +156,12 @@ class SchedulePanel(QWidget):
         self._show_latest_probe()
 
     def _clear_learned(self) -> None:
-        for item in (self.sigma_curve, self.band_low, self.band_high):
+        for item in (self.sigma_curve, self.band_low, self.band_high, self.analytic_curve,
+                     self.sigma_ratio, self.analytic_ratio):
             item.setData([], [])
+        show_in_legend(self.schedulePlot, self.analytic_curve, False)
+        show_in_legend(self.ratioPlot, self.sigma_ratio, False)
+        show_in_legend(self.ratioPlot, self.analytic_ratio, False)
 
     def _matches_schedule(self) -> bool:
         """Probes belong to the trainer's schedule; draw them only over the same one."""
@@ -129,15 +176,34 @@ class SchedulePanel(QWidget):
             self.show_probe(self.session.probes[-1])
 
     def show_probe(self, probe: dict) -> None:
-        learned = probe_learned_variance(probe)
-        if learned is None or not self._matches_schedule():
+        schedule = self.session.schedule
+        if schedule is None or probe.get("t") is None or not self._matches_schedule():
             return
-        t, sigma, band = learned
-        self.band_low.setData(t, band[0])
-        self.band_high.setData(t, band[1])
-        self.sigma_curve.setData(t, sigma)
-        self.note.setText(f"Σθ(t) from the probe at step {int(probe.get('step', 0))}: "
-                          "mean ± std of the learned variance over the probe batch.")
-
-
-
+        t = np.asarray(probe["t"], dtype=np.int64)
+        if t.size == 0 or t.max() >= schedule.num_timesteps:
+            return
+        betas = schedule.betas[t]
+        notes = []
+        analytic = probe.get("analytic_variance")
+        if analytic is not None:
+            analytic = np.asarray(analytic, dtype=np.float64)
+            self.analytic_curve.setData(t.astype(np.float64), positive_or_nan(analytic),
+                                        connect="finite")
+            self.analytic_ratio.setData(t.astype(np.float64), analytic / betas)
+            show_in_legend(self.schedulePlot, self.analytic_curve, True)
+            show_in_legend(self.ratioPlot, self.analytic_ratio, True)
+            notes.append("σ*²(t): Analytic-DPM's optimal variance from the network's ε "
+                         "predictions on the probe batch (Bao et al. 2022), clipped to "
+                         "[β̃ₜ, β̃ₜ + c²ₜ Var x₀]")
+        learned = probe_learned_variance(probe)
+        if learned is not None:
+            tf, sigma, band = learned
+            self.band_low.setData(tf, band[0])
+            self.band_high.setData(tf, band[1])
+            self.sigma_curve.setData(tf, sigma)
+            self.sigma_ratio.setData(tf, sigma / betas)
+            show_in_legend(self.ratioPlot, self.sigma_ratio, True)
+            notes.insert(0, "Σθ(t): mean ± std of the learned variance over the probe batch")
+        if notes:
+            self.note.setText(f"Probe at step {int(probe.get('step', 0))}. " + "; ".join(notes)
+                              + ".")

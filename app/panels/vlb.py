@@ -7,7 +7,7 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from app.widgets.plots import make_plot, pen
+from app.widgets.plots import link_x, make_plot, pen
 
 HISTORY_PROBES = 4  # earlier probes drawn faded
 REDRAW_MS = 100
@@ -39,7 +39,7 @@ class VlbPanel(QWidget):
         bottom.addWidget(self.note, 1)
         bottom.addWidget(self.logCheck)
         layout.addLayout(bottom)
-        self.probeLossPlot.setXLink(self.vlbPlot)
+        link_x(self.vlbPlot, self.probeLossPlot)
 
         vlb = self.vlbPlot.getPlotItem()
         loss = self.probeLossPlot.getPlotItem()

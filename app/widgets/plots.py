@@ -51,6 +51,18 @@ def make_plot(object_name: str, title: str = "", x_label: str = "", y_label: str
     return widget
 
 
+def link_x(master: pg.PlotWidget, *followers: pg.PlotWidget) -> None:
+    """Share the x axis of `followers` with `master`, which keeps auto-ranging x.
+
+    A follower that auto-ranges x pushes its own x range to the master when its y range
+    updates, and pyqtgraph then switches the master's x auto-range off (the master stuck at
+    -0.5..0.5), so the followers' x auto-range is switched off instead."""
+    for follower in followers:
+        follower.setXLink(master)
+        follower.getPlotItem().getViewBox().enableAutoRange(x=False)
+    master.getPlotItem().getViewBox().enableAutoRange(x=True)
+
+
 def show_in_legend(plot: pg.PlotWidget, item, visible: bool) -> None:
     """Add or remove `item`'s legend entry, so the legend lists only curves that apply."""
     legend = plot.getPlotItem().legend
