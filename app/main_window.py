@@ -572,7 +572,8 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Sampling…")
         try:
             self.sampling.start(model, trainer.diffusion, trainer.data_shape,
-                                trainer.num_classes, trainer.device, params)
+                                trainer.num_classes, trainer.device, params,
+                                data_box=getattr(trainer, "data_box", None))
         except Exception as exc:  # noqa: BLE001
             from app.errors import describe_error
 

@@ -32,7 +32,9 @@ class SamplingController(QObject):
     def is_active(self) -> bool:
         return self._thread is not None
 
-    def start(self, model, diffusion, data_shape, num_classes, device, params: dict) -> None:
+    def start(self, model, diffusion, data_shape, num_classes, device, params: dict,
+              data_box=None) -> None:
+        """Sample in a worker thread; data_box (vector data) bounds the x0 estimates."""
         if self.is_active():
             raise RuntimeError("sampling is already running")
         if self.closed:
@@ -46,7 +48,7 @@ class SamplingController(QObject):
         kwargs = dict(sampler=params.get("sampler", "ddpm"), steps=steps,
                       eta=float(params.get("eta", 0.0)), guidance=guidance, label=label,
                       num_classes=num_classes, seed=int(params.get("seed", 0)),
-                      record_every=record_every_for(steps), device=device)
+                      record_every=record_every_for(steps), data_box=data_box, device=device)
         count = int(params.get("n", 16))
 
         def task(progress, should_stop):

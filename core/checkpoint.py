@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import secrets
@@ -75,6 +76,7 @@ class Checkpoint:
     device_type: str = "cpu"
     history: dict[str, list[float]] = field(default_factory=dict)
     probe_history: list[dict] = field(default_factory=list)
+    data_box: tuple[list[float], list[float]] | None = None  # vector data: x0 clamp for sampling
 
     def build_diffusion(self) -> GaussianDiffusion:
         """The diffusion the model was trained with."""
@@ -120,6 +122,7 @@ def save_checkpoint(path, trainer: Trainer) -> None:
         "num_classes": json.dumps(trainer.num_classes),
         "optim_param_groups": json.dumps(groups),
         "probe_history": json.dumps([_probe_to_json(p) for p in trainer.probe_history]),
+        "data_box": json.dumps(getattr(trainer, "data_box", None)),
         "device_type": trainer.device.type,
         "torch_version": torch.__version__,
     }
@@ -246,6 +249,7 @@ def load_checkpoint(path, device="cpu") -> Checkpoint:
         generator_states={k: v.cpu() for k, v in groups.get("rng", {}).items()},
         sampler_state=groups.get("sampler", {}), device_type=meta["device_type"],
         history=_history(groups.get("history", {})), probe_history=meta["probe_history"],
+        data_box=meta["data_box"],
     )
     expected = _empty_model(checkpoint).state_dict()
     _check_state_matches(path, expected, checkpoint.model_state, "model")
@@ -328,13 +332,28 @@ def _parse_metadata(path: Path, metadata: dict) -> dict:
     groups = field_json("optim_param_groups")
     if not isinstance(probes, list) or not isinstance(groups, list):
         raise CheckpointError(path, "has malformed probe_history or optim_param_groups metadata")
+    data_box = field_json("data_box") if "data_box" in metadata else None  # absent in older files
+    if data_box is not None and not _valid_box(data_box, math.prod(data_shape)):
+        raise CheckpointError(path, "has an invalid data_box (expected null or two lists of "
+                              f"{math.prod(data_shape)} finite numbers, low <= high)")
     return {
+        "data_box": None if data_box is None else (data_box[0], data_box[1]),
         "format_version": int(metadata["format_version"]), "config": config, "step": step,
         "dataset": metadata.get("dataset", config.train.dataset), "data_kind": data_kind,
         "data_shape": tuple(data_shape), "num_classes": num_classes,
         "optim_param_groups": groups, "device_type": metadata.get("device_type", "cpu"),
         "probe_history": [_probe_from_json(p) for p in probes],
     }
+
+
+def _valid_box(box, dim: int) -> bool:
+    if not (isinstance(box, list) and len(box) == 2):
+        return False
+    low, high = box
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  for side in (low, high) if isinstance(side, list) for v in side)
+    return (isinstance(low, list) and isinstance(high, list) and len(low) == len(high) == dim
+            and numbers and all(a <= b for a, b in zip(low, high, strict=True)))
 
 
 def _probe_from_json(probe: dict) -> dict:

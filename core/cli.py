@@ -326,7 +326,7 @@ def cmd_sample(args) -> int:
                         sampler=args.sampler, steps=args.steps, eta=args.eta,
                         guidance=args.guidance, label=args.label,
                         num_classes=checkpoint.num_classes, seed=args.seed,
-                        record_every=10**9, device=device)
+                        record_every=10**9, data_box=checkpoint.data_box, device=device)
     if args.npy:
         np.save(args.npy, trajectory.final)
         print(f"wrote {args.npy} {trajectory.final.shape}", file=sys.stderr)

@@ -73,6 +73,23 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
+def clip_bounds(clip, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(low, high) tensors on like's device and dtype for clamping x0 estimates, or None.
+
+    clip: False/None -> None; True -> (-1, 1), the range of images; (low, high) -> that box,
+    each a number or an array/tensor broadcastable to `like` (per-dimension bounds (D,) for
+    vectors (N, D)). Bounds already on the device in like's dtype are used as they are, so
+    no copy happens inside a captured CUDA graph."""
+    if clip is None or clip is False:
+        return None
+    if clip is True:
+        low, high = -1.0, 1.0
+    else:
+        low, high = clip
+    return (torch.as_tensor(low, dtype=like.dtype, device=like.device),
+            torch.as_tensor(high, dtype=like.dtype, device=like.device))
+
+
 class GaussianDiffusion:
     """DDPM / improved-DDPM diffusion on `schedule`.
 
@@ -247,13 +264,14 @@ class GaussianDiffusion:
         return (extract(variance, t, x.shape).expand(x.shape),
                 extract(log_variance, t, x.shape).expand(x.shape), None)
 
-    def p_mean_variance(self, model, x, t, model_kwargs=None, clip_denoised: bool = False,
+    def p_mean_variance(self, model, x, t, model_kwargs=None, clip_denoised=False,
                         model_output: torch.Tensor | None = None) -> dict:
         """p_theta(x_{t-1} | x_t) = N(mean, variance) from one model evaluation.
 
         `t` indexes this diffusion's schedule. With `model_output` given the model is not
-        called. pred_xstart is the model's x0 estimate, clamped to [-1, 1] when
-        clip_denoised; mean is the posterior mean q(x_{t-1} | x_t, pred_xstart); pred_eps
+        called. pred_xstart is the model's x0 estimate, clamped by clip_denoised (True:
+        to [-1, 1]; a (low, high) pair of numbers or tensors broadcastable to x: to that
+        box; False/None: not at all, see clip_bounds); mean is the posterior mean q(x_{t-1} | x_t, pred_xstart); pred_eps
         is the eps consistent with (x_t, pred_xstart).
 
         Returns dict(mean, variance, log_variance, pred_xstart, pred_eps: x's shape;
@@ -276,8 +294,9 @@ class GaussianDiffusion:
         else:
             pred_xstart = self.x0_from_v(x, t, mean_output)
             pred_eps = self.eps_from_v(x, t, mean_output)
-        if clip_denoised:
-            pred_xstart = pred_xstart.clamp(-1.0, 1.0)
+        bounds = clip_bounds(clip_denoised, x)
+        if bounds is not None:
+            pred_xstart = torch.maximum(torch.minimum(pred_xstart, bounds[1]), bounds[0])
             pred_eps = None
         if pred_eps is None:
             pred_eps = self.eps_from_x0(x, t, pred_xstart)

@@ -596,7 +596,7 @@ class FastSampler:
 
     def __init__(self, model: nn.Module, diffusion: GaussianDiffusion, shape: Sequence[int], *,
                  sampler: str = "ddim", steps: int | None = None, eta: float = 0.0,
-                 clip: bool | None = None, model_kwargs: dict | None = None,
+                 clip: bool | tuple | None = None, model_kwargs: dict | None = None,
                  device: torch.device | str = "cpu", path: str = "auto",
                  precision: str = "auto", compile_mode: str = DEFAULT_COMPILE_MODE):
         from core.training import AutocastModel
@@ -625,7 +625,7 @@ class FastSampler:
         self.sampler = sampler
         self.eta = float(eta)
         self.shape = tuple(int(s) for s in shape)
-        self.clip = (diffusion.data_kind.value == "image") if clip is None else bool(clip)
+        self.clip = self._device_clip(clip, diffusion)
         self.model_kwargs = dict(model_kwargs or {})
         self.precision_used = ("bf16" if cuda else "fp32") if precision == "auto" else precision
         self.compiled = path in ("compile", "compile+graph")
@@ -644,6 +644,16 @@ class FastSampler:
         self._checked = False
         self._static: dict[str, torch.Tensor] = {}
         self._build_tables()
+
+    def _device_clip(self, clip, diffusion: GaussianDiffusion):
+        """bool, or a (low, high) box as float32 device tensors made once here, so the
+        captured step clamps without a host-to-device copy."""
+        if clip is None:
+            return diffusion.data_kind.value == "image"
+        if isinstance(clip, tuple):
+            return tuple(torch.as_tensor(np.asarray(bound, dtype=np.float32), device=self.device)
+                         for bound in clip)
+        return bool(clip)
 
     def _build_tables(self) -> None:
         """Per-step float32 device tables: DDIM coefficients and which steps draw noise."""
@@ -831,7 +841,7 @@ class FastSampler:
 def sample_records(model: nn.Module, diffusion: GaussianDiffusion, shape: Sequence[int], *,
                    sampler: str, eta: float = 0.0, noise: torch.Tensor | None = None,
                    generator: torch.Generator | None = None, device="cpu",
-                   clip_denoised: bool | None = None,
+                   clip_denoised: bool | tuple | None = None,
                    model_kwargs: dict | None = None) -> Iterator[StepRecord] | None:
     """core.sampling's ddpm_sample / ddim_sample over every index of `diffusion` on the
     CUDA-graph path (fp32, the model as given), or None where that path does not apply (not

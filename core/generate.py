@@ -58,7 +58,7 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
            sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
            guidance: float = 0.0, label: int | Sequence[int] | None = None,
            num_classes: int | None = None, seed: int = 0, record_every: int = 1,
-           clip: bool | None = None, device="cpu",
+           clip: bool | tuple | None = None, data_box: tuple | None = None, device="cpu",
            progress: Callable[[int, int], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> Trajectory:
     """Draw n samples of shape data_shape ((C, H, W) or (D,)) from `model` (in eval mode).
@@ -67,7 +67,11 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     (None: 50, at most T) with noise scale eta. For a class-conditional model (num_classes
     given) label picks the class (an int or one per sample; None samples unconditionally
     with the null class) and guidance w mixes (1 + w) eps(x, y) - w eps(x, null). clip
-    (None: True for images, False for vectors) clamps the x0 estimate to [-1, 1]. All noise
+    clamps the x0 estimate: True to [-1, 1], a (low, high) pair to that box, False not at
+    all; None means [-1, 1] for images and, for vectors, the training data's box `data_box`
+    (Trainer.data_box, stored in checkpoints) when given, else no clamp. Without it the
+    cosine schedule's last step (abar ~ 2e-9) multiplies the eps error by ~2e4 and most
+    few-step samples of 2-D data diverge (docs/REPRODUCTION.md section 4). All noise
     comes from a generator seeded with `seed`. progress(i, total) follows each step;
     should_stop() is polled before each step and ends the run early (completed=False).
     record_every k keeps every k-th step, always the first (x_T) and the last.
@@ -84,7 +88,7 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     if guidance != 0.0:
         model = GuidedModel(model, guidance, null_class=num_classes)
     if clip is None:
-        clip = kind == "image"
+        clip = True if kind == "image" else (tuple(data_box) if data_box is not None else False)
 
     generator = torch.Generator(device=device).manual_seed(int(seed))
     shape = (n, *data_shape)

@@ -36,10 +36,11 @@ class StepRecord:
     variance: float
 
 
-def _resolve_clip(diffusion: GaussianDiffusion, clip_denoised: bool | None) -> bool:
+def _resolve_clip(diffusion: GaussianDiffusion, clip_denoised):
+    """None -> True for images, False for vectors; a bool or a (low, high) box as given."""
     if clip_denoised is None:
         return diffusion.data_kind is DataKind.IMAGE
-    return bool(clip_denoised)
+    return clip_denoised if isinstance(clip_denoised, tuple) else bool(clip_denoised)
 
 
 def _standard_normal(shape, generator: torch.Generator | None, like: torch.Tensor | None = None,
@@ -74,7 +75,7 @@ def _initial_noise(shape, noise, generator, device) -> torch.Tensor:
 
 @torch.no_grad()
 def p_sample(diffusion: GaussianDiffusion, model, x: torch.Tensor, t, *,
-             clip_denoised: bool | None = None, model_kwargs=None,
+             clip_denoised: bool | tuple | None = None, model_kwargs=None,
              generator: torch.Generator | None = None) -> StepRecord:
     """One ancestral step x_{t-1} ~ p_theta(x_{t-1} | x_t) = N(mean, Sigma), x (B, ...).
 
@@ -96,7 +97,7 @@ def p_sample(diffusion: GaussianDiffusion, model, x: torch.Tensor, t, *,
 @torch.no_grad()
 def ddpm_sample(diffusion: GaussianDiffusion, model, shape, *, noise=None,
                 generator: torch.Generator | None = None, device="cpu",
-                clip_denoised: bool | None = None, model_kwargs=None) -> Iterator[StepRecord]:
+                clip_denoised: bool | tuple | None = None, model_kwargs=None) -> Iterator[StepRecord]:
     """Ancestral sampling from x_T ~ N(0, I) (or `noise`), one StepRecord per step T-1..0.
 
     The last record's x is the sample x_0 of shape `shape`.
@@ -111,7 +112,7 @@ def ddpm_sample(diffusion: GaussianDiffusion, model, shape, *, noise=None,
 
 @torch.no_grad()
 def ddim_step(diffusion: GaussianDiffusion, model, x: torch.Tensor, step: int, *,
-              eta: float = 0.0, clip_denoised: bool | None = None, model_kwargs=None,
+              eta: float = 0.0, clip_denoised: bool | tuple | None = None, model_kwargs=None,
               generator: torch.Generator | None = None) -> StepRecord:
     """One DDIM step (Song et al. 2021, eq. 12) from index `step` to the previous index.
 
@@ -139,7 +140,7 @@ def ddim_step(diffusion: GaussianDiffusion, model, x: torch.Tensor, step: int, *
 @torch.no_grad()
 def ddim_sample(diffusion: GaussianDiffusion, model, shape, *, eta: float = 0.0, noise=None,
                 generator: torch.Generator | None = None, device="cpu",
-                clip_denoised: bool | None = None, model_kwargs=None) -> Iterator[StepRecord]:
+                clip_denoised: bool | tuple | None = None, model_kwargs=None) -> Iterator[StepRecord]:
     """DDIM sampling over every index of `diffusion` (respace it for fewer steps).
 
     Yields one StepRecord per step T-1..0; the last record's x is the sample.

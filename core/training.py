@@ -196,6 +196,7 @@ class Trainer:
         self._seed_generators()
         self._probe_batch = self._make_probe_batch()
         self.data_variance = _data_variance(self.dataset.train)
+        self.data_box = None if self.is_image else data_box(self.dataset.train)
 
         self.step = 0
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
@@ -590,6 +591,19 @@ def probe_batch_size(dim: int) -> int:
     """Probe examples for data of `dim` dimensions: PROBE_ELEMENTS // dim, within
     [PROBE_BATCH, PROBE_BATCH_MAX] (2-D toys: 2048, so Gamma_t is precise; images: 64)."""
     return int(min(max(PROBE_ELEMENTS // max(int(dim), 1), PROBE_BATCH), PROBE_BATCH_MAX))
+
+
+DATA_BOX_MARGIN = 0.1
+
+
+def data_box(train: torch.Tensor) -> tuple[list[float], list[float]]:
+    """(low, high) per dimension of vector data (N, D): the training data's min and max,
+    widened by DATA_BOX_MARGIN of the range on each side. Sampling clamps x0 estimates of
+    vector data to it, as images are clamped to [-1, 1] (core.generate.sample)."""
+    x = train.reshape(train.shape[0], -1).detach().to("cpu", torch.float64)
+    low, high = x.min(dim=0).values, x.max(dim=0).values
+    pad = DATA_BOX_MARGIN * (high - low)
+    return (low - pad).tolist(), (high + pad).tolist()
 
 
 def _data_variance(train: torch.Tensor, limit: int = 5000) -> float:

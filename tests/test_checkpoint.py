@@ -218,3 +218,23 @@ def test_checkpoint_from_another_device_type_loads_with_fresh_generators(trained
     again = Trainer(rich_config(), dataset=toy_dataset())
     again.reseed_generators(8)
     assert torch.equal(target.generator_states()["step"], again.generator_states()["step"])
+
+
+def test_data_box_is_saved_and_checked_and_optional_in_older_files(trained, tmp_path):
+    trainer, path = trained
+    x = trainer.dataset.train.double().numpy()
+    low, high = x.min(axis=0), x.max(axis=0)
+    np.testing.assert_allclose(trainer.data_box[0], low - 0.1 * (high - low), rtol=1e-12)
+    np.testing.assert_allclose(trainer.data_box[1], high + 0.1 * (high - low), rtol=1e-12)
+    assert load_checkpoint(path).data_box == tuple(trainer.data_box)
+
+    def drop(meta):
+        del meta["data_box"]
+    assert load_checkpoint(rewrite(path, tmp_path / "old.ckpt", change_metadata=drop)).data_box is None
+
+    for bad in ([[0.0], [1.0]], [[0.0, 1.0], [1.0, 0.0]], [[0.0, "x"], [1.0, 2.0]],
+                [[0.0, float("nan")], [1.0, 2.0]], {"low": 1}):
+        def corrupt(meta, bad=bad):
+            meta["data_box"] = json.dumps(bad)
+        with pytest.raises(CheckpointError, match="invalid data_box"):
+            load_checkpoint(rewrite(path, tmp_path / "bad.ckpt", change_metadata=corrupt))

@@ -488,3 +488,25 @@ def test_generate_sample_on_cuda_matches_the_eager_path(monkeypatch):
     assert graphed.timesteps.tolist() == eager.timesteps.tolist()
     np.testing.assert_allclose(graphed.final, eager.final, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(graphed.variance, eager.variance, rtol=1e-5)
+
+
+def test_fast_sampler_clamps_to_a_box_like_core_sampling(monkeypatch):
+    """A (low, high) box (as core.generate passes for vector data) reaches the fast step as
+    device tensors made once, and clamps x0_hat exactly as core.sampling does."""
+    diffusion = build_diffusion(image_config(diffusion={"timesteps": 30}), "image")
+    model = tiny_unet()
+    shape, box = (2, 1, 8, 8), (-0.3, 0.4)
+    fast = FastSampler(model, diffusion, shape, sampler="ddim", steps=6, clip=box,
+                       path="graph", precision="fp32")
+    assert all(torch.is_tensor(bound) for bound in fast.clip)
+    fast.active, fast.reason = "graph", ""
+    _FakeSamplerCuda(monkeypatch, fast)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    got = fast.sample(noise=noise, generator=torch.Generator().manual_seed(4))
+    respaced = diffusion.respaced(space_timesteps(30, "6"))
+    records = list(ddim_sample(respaced, model, shape, noise=noise, clip_denoised=box,
+                               generator=torch.Generator().manual_seed(4)))
+    torch.testing.assert_close(got, records[-1].x, rtol=1e-6, atol=1e-6)
+    assert all(r.pred_x0.min() >= -0.3 - 1e-6 and r.pred_x0.max() <= 0.4 + 1e-6 for r in records)
+    unclamped = list(ddim_sample(respaced, model, shape, noise=noise, clip_denoised=False))
+    assert not torch.allclose(unclamped[-1].x, got)

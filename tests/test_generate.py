@@ -150,3 +150,22 @@ def test_stop_before_the_first_step_returns_only_the_noise():
     traj = sample(ConstantEps([0.2]), diffusion(T=10), 3, (2,), should_stop=lambda: True)
     assert not traj.completed and traj.timesteps.tolist() == [10]
     np.testing.assert_array_equal(traj.final, traj.x[0])
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
+def test_vector_samples_are_clamped_to_the_data_box_only_when_given(sampler):
+    """Cosine schedule, 10 of 1000 steps, a network whose eps is off by 0.5: the first step's
+    x0 estimate is x_T / sqrt(abar) ~ 1e4 away. Without a box the samples blow up; with
+    one, x0_hat is clamped per dimension and the last step returns x0_hat itself."""
+    d = GaussianDiffusion(NoiseSchedule(get_betas("cosine", 1000)), data_kind="continuous")
+    box = ([-3.0, -1.0], [3.0, 2.0])
+    wild = sample(ConstantEps([0.5]), d, 200, (2,), sampler=sampler, steps=10, seed=1)
+    assert np.abs(wild.final).max() > 100
+    tame = sample(ConstantEps([0.5]), d, 200, (2,), sampler=sampler, steps=10, seed=1, data_box=box)
+    assert np.all(tame.final >= np.array(box[0]) - 1e-6)
+    assert np.all(tame.final <= np.array(box[1]) + 1e-6)
+    for frame in tame.pred_x0[1:]:  # frame 0 holds zeros for x_T
+        assert np.all(frame >= np.array(box[0]) - 1e-6) and np.all(frame <= np.array(box[1]) + 1e-6)
+    off = sample(ConstantEps([0.5]), d, 200, (2,), sampler=sampler, steps=10, seed=1, data_box=box,
+                 clip=False)
+    np.testing.assert_array_equal(off.final, wild.final)

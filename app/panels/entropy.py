@@ -81,7 +81,7 @@ class EntropyPanel(QWidget):
                                         name="Analytic-DPM σ*² from ε̂θ: ½log(2πe σ*²)")
 
         position = self.positionPlot.getPlotItem()
-        position.legend.setOffset((-8, -8))  # the truth climbs through the top right
+        position.legend.setOffset((8, 8))  # top left: every curve starts below 1 at small t
         for level, index in ((0.0, 0), (1.0, 1)):
             position.addItem(pg.InfiniteLine(pos=level, angle=0, movable=False,
                                              pen=pen(index, width=1.5)), ignoreBounds=True)
