@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
+from core.oom import is_out_of_memory
+
+__all__ = ["OOM_ADVICE", "describe_error", "is_out_of_memory", "release_cached_gpu_memory"]
+
 OOM_ADVICE = ("Out of memory. Try a smaller batch size or a smaller model size, "
               "or train on another device.")
-
-
-# torch's CPU allocator: "can't allocate memory" (POSIX, "Cannot allocate memory" is ENOMEM),
-# "not enough memory" (Windows); CUDA/MPS/C10: "out of memory"
-_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory",
-                "not enough memory")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for torch's CUDA/MPS/CPU out-of-memory errors and for a host MemoryError."""
-    if isinstance(exc, MemoryError):
-        return True
-    name = type(exc).__name__
-    text = str(exc).lower()
-    return name == "OutOfMemoryError" or any(phrase in text for phrase in _OOM_PHRASES)
 
 
 def release_cached_gpu_memory() -> None:
@@ -41,7 +30,8 @@ def describe_error(exc: BaseException, action: str = "") -> str:
     name = type(exc).__name__
     if is_out_of_memory(exc):
         return prefix + OOM_ADVICE
-    if name in ("TrainingDiverged", "ConfigError", "DataError", "CheckpointError"):
+    if name in ("TrainingDiverged", "ConfigError", "DataError", "CheckpointError",
+                "CheckpointWriteError"):
         # core's messages already name the field or file, the problem and what to try
         return prefix + str(exc)
     if isinstance(exc, OSError):

@@ -6,17 +6,20 @@ schedule with T = 1000, per t (all per dimension, nats):
 - the Sohl-Dickstein bounds D/2 log(2 pi e beta-tilde_t) <= H(X_{t-1}|X_t) <= D/2 log(2 pi e beta_t)
   (core.entropy.entropy_bounds / D) and the corrected upper bound D/2 log(2 pi e beta_t / alpha_t);
 - the true H(X_{t-1}|X_t) = H(X_t|X_{t-1}) + H(X_{t-1}) - H(X_t), where the entropy change
-  H(X_{t-1}) - H(X_t) is a Monte Carlo average over *paired* draws (the same component k and
-  the same z give x_{t-1} = sqrt(abar_{t-1}) m_k + sigma_{t-1} z and x_t = sqrt(abar_t) m_k +
-  sigma_t z): unbiased, with a standard error ~1e-5 instead of the ~1e-2 of independent
-  draws, which matters because the quantity of interest is O(beta_t). Checked at a few t
-  against 2-D trapezoid quadrature of -int q log q (an independent float64 computation);
+  H(X_{t-1}) - H(X_t) is core.mixture's MixtureReverseProcess.entropy_change: a Monte Carlo
+  average over *paired* draws (the same component k and the same z give x_{t-1} =
+  sqrt(abar_{t-1}) m_k + sigma_{t-1} z and x_t = sqrt(abar_t) m_k + sigma_t z) with the
+  moment-matched Gaussian as a control variate. For comparison the script also reports the
+  standard errors of two simpler estimators of the same change: independent draws (two
+  plain Monte Carlo entropies) and plain paired draws (no control variate). The quantity of
+  interest is O(beta_t), so the error matters. core's estimate is checked at a few t against
+  2-D trapezoid quadrature of -int q log q (an independent float64 computation);
 - the marginal entropy H(X_t) and its per-step change;
 - the true E[Var q(x_{t-1}|x_t)] against beta_t and beta-tilde_t; Analytic-DPM's sigma*^2
   (Bao et al. 2022) from the exact E[eps|x_t] and from a trained model's eps predictions,
-  raw and clipped to [beta-tilde_t, beta-tilde_t + c_t^2 Var(x_0)] (c_t = posterior_mean_coef1;
-  the law of total variance gives E Var(x_0|x_t) <= Var(x_0), a data-variance version of Bao
-  et al.'s Theorem 2 range bound, valid for unbounded data);
+  raw and clipped to [beta-tilde_t, beta-tilde_t + c_t^2 Var(x_0)] (core.analytic_dpm;
+  c_t = posterior_mean_coef1; the law of total variance gives E Var(x_0|x_t) <= Var(x_0), a
+  data-variance version of Bao et al.'s Theorem 2 range bound, valid for unbounded data);
 - a learned_range + L_hybrid model's Sigma_theta(t) and its entropy, at several training steps.
 
 Why the "upper bound" can fail: it assumes H(X_t) >= H(X_{t-1}); X_t = sqrt(alpha_t) X_{t-1} +
@@ -47,24 +50,36 @@ from _repro_common import (
     write_results,
 )
 
+from core.analytic_dpm import analytic_dpm_variance
 from core.data import get_dataset
 from core.entropy import entropy_bounds, gaussian_marginal_entropy
-from core.mixture import McEstimate, MixtureReverseProcess, analytic_dpm_variance
+from core.mixture import McEstimate, MixtureReverseProcess, mixture_data_variance
 from core.schedule import NoiseSchedule, space_timesteps
 
 DATASETS = ("8gaussians", "grid25")
 
 
 # ---------------------------------------------------------------------------------- truth
+# The truth is core's MixtureReverseProcess.entropy_change (paired draws + control variate).
+# The two estimators below are simpler versions of it, kept only to report how much pairing
+# and the control variate each reduce the standard error.
+def independent_entropy_change(process: MixtureReverseProcess, t: int, n: int,
+                               rng: np.random.Generator) -> McEstimate:
+    """H(X_{t-1}) - H(X_t) in nats (total over D) as two independent plain Monte Carlo
+    entropies, -mean log q_s(x) over n own draws of each q_s; errors added in quadrature."""
+    estimates = []
+    for s in (t - 1, t):
+        values = -process.marginal_log_density(process.sample_marginal(n, s, rng), s)
+        estimates.append((values.mean(), values.std(ddof=1) / np.sqrt(n)))
+    (h_prev, err_prev), (h_now, err_now) = estimates
+    return McEstimate(np.float64(h_prev - h_now), np.float64(np.hypot(err_prev, err_now)))
+
+
 def paired_entropy_change(process: MixtureReverseProcess, t: int, n: int,
                           rng: np.random.Generator) -> McEstimate:
-    """H(X_{t-1}) - H(X_t) in nats (total over D) from n paired draws (module docstring)."""
-    k = rng.choice(len(process.weights), size=n, p=process.weights)
-    z = rng.standard_normal((n, process.dim))
-    prev_means, prev_var = process.marginal_params(t - 1)
-    means, var = process.marginal_params(t)
-    x_prev = prev_means[k] + np.sqrt(prev_var) * z
-    x_now = means[k] + np.sqrt(var) * z
+    """H(X_{t-1}) - H(X_t) in nats (total over D) from n plain paired draws (the same k and
+    z for x_{t-1} and x_t, core's sample_marginal_pair) without the control variate."""
+    x_prev, x_now = process.sample_marginal_pair(n, t, rng)
     diff = process.marginal_log_density(x_now, t) - process.marginal_log_density(x_prev, t - 1)
     return McEstimate(np.float64(diff.mean()), np.float64(diff.std(ddof=1) / np.sqrt(n)))
 
@@ -98,42 +113,27 @@ def analysis_timesteps(num_timesteps: int, count: int) -> np.ndarray:
     return np.unique(np.concatenate([[0, 1, 2], spaced, [num_timesteps - 1]]))
 
 
-def data_variance_per_dim(mixture) -> float:
-    """tr Cov(x_0) / D of the mixture: mean over dims of the between-means variance + std^2."""
-    means = np.asarray(mixture.means, dtype=np.float64)
-    weights = np.asarray(mixture.weights, dtype=np.float64)
-    centre = weights @ means
-    between = weights @ np.sum((means - centre) ** 2, axis=1) / means.shape[1]
-    return float(between + mixture.std**2)
-
-
-def mixture_mean_cov(mixture) -> tuple[np.ndarray, np.ndarray]:
-    means = np.asarray(mixture.means, dtype=np.float64)
-    weights = np.asarray(mixture.weights, dtype=np.float64)
-    centre = weights @ means
-    diff = means - centre
-    cov = (weights[:, None] * diff).T @ diff + mixture.std**2 * np.eye(means.shape[1])
-    return centre, cov
-
-
 def truth_curves(mixture, schedule: NoiseSchedule, ts: np.ndarray, n: int, seed: int) -> dict:
     """Per-t truth at timesteps ts, per dimension (see module docstring)."""
     process = MixtureReverseProcess(mixture, schedule)
     rng = np.random.default_rng(seed)
     dim = process.dim
     names = ("true_variance", "true_variance_err", "entropy_change", "entropy_change_err",
-             "marginal_entropy", "marginal_entropy_err", "independent_entropy_err", "eps_norm_sq")
+             "marginal_entropy", "marginal_entropy_err", "independent_entropy_err",
+             "paired_entropy_err", "eps_norm_sq")
     out = {name: np.zeros(len(ts)) for name in names}
     for i, t in enumerate(ts.tolist()):
         variance = process.expected_reverse_variance(t, n, rng)
-        change = paired_entropy_change(process, t, n, rng)          # H(X_{t-1}) - H(X_t)
+        change = process.entropy_change(t, n, rng)   # H(X_{t-1}) - H(X_t): paired + control variate
         marginal = process.marginal_entropy(t, n, rng)
-        independent = process.reverse_entropy(t, n, rng)            # core.mixture's estimator
+        independent = independent_entropy_change(process, t, n, rng)    # comparison only
+        paired = paired_entropy_change(process, t, n, rng)              # comparison only
         out["true_variance"][i], out["true_variance_err"][i] = variance.value, variance.stderr
         out["entropy_change"][i], out["entropy_change_err"][i] = change.value / dim, change.stderr / dim
         out["marginal_entropy"][i] = marginal.value / dim
         out["marginal_entropy_err"][i] = marginal.stderr / dim
         out["independent_entropy_err"][i] = independent.stderr / dim
+        out["paired_entropy_err"][i] = paired.stderr / dim
         out["eps_norm_sq"][i] = process.eps_norm_sq(t, n, rng)
     upper, lower = entropy_bounds(schedule, dim)
     out["upper"] = upper[ts] / dim
@@ -141,43 +141,31 @@ def truth_curves(mixture, schedule: NoiseSchedule, ts: np.ndarray, n: int, seed:
     out["corrected_upper"] = out["upper"] + 0.5 * np.log(1.0 / schedule.alphas[ts])
     out["true_entropy"] = out["upper"] + out["entropy_change"]   # H(X_t|X_{t-1}) = upper
     out["true_entropy_err"] = out["entropy_change_err"]
-    gamma = np.zeros(schedule.num_timesteps)
-    gamma[ts] = out["eps_norm_sq"]
-    out["analytic_exact"] = analytic_dpm_variance(schedule, gamma)[ts]
-    mean, cov = mixture_mean_cov(mixture)
-    out["gaussian_marginal_entropy"] = gaussian_marginal_entropy(schedule, mean, cov)["per_dim"][ts]
+    out["analytic_exact"] = analytic_dpm_variance(schedule, out["eps_norm_sq"], ts)
+    out["analytic_exact_clipped"] = analytic_dpm_variance(
+        schedule, out["eps_norm_sq"], ts, data_variance=mixture_data_variance(mixture))
+    out["gaussian_marginal_entropy"] = gaussian_marginal_entropy(
+        schedule, process.data_mean, process.data_cov)["per_dim"][ts]
     return out
 
 
 def quadrature_check(mixture, schedule: NoiseSchedule, check_ts, n: int, seed: int,
                      points: int = 1401) -> list:
-    """H(X_{t-1}) - H(X_t) per dim by 2-D quadrature against the paired Monte Carlo estimate."""
+    """H(X_{t-1}) - H(X_t) per dim by 2-D quadrature against core's Monte Carlo estimate
+    (process.entropy_change: paired draws + control variate; keys keep the name paired_mc)."""
     process = MixtureReverseProcess(mixture, schedule)
     rng = np.random.default_rng(seed)
     rows = []
     for t in check_ts:
         exact = (quadrature_entropy(process, t - 1, points=points)
                  - quadrature_entropy(process, t, points=points)) / process.dim
-        paired = paired_entropy_change(process, t, n, rng)
+        paired = process.entropy_change(t, n, rng)
         rows.append({"t": int(t), "quadrature": exact, "paired_mc": paired.value / process.dim,
                      "paired_mc_err": paired.stderr / process.dim})
     return rows
 
 
 # ---------------------------------------------------------------------------------- model
-def clipped_analytic_variance(schedule: NoiseSchedule, eps_norm_sq, data_variance: float) -> np.ndarray:
-    """Analytic-DPM sigma*^2 clipped to [beta-tilde_t, beta-tilde_t + c_t^2 Var(x_0)] (T,).
-
-    sigma*^2 = beta-tilde_t + c_t^2 E Var(x_0|x_t) / D with c_t = posterior_mean_coef1, and
-    0 <= E Var(x_0|x_t) <= Var(x_0). The raw formula multiplies the Monte Carlo error of
-    Gamma by beta^2 / (alpha (1 - abar)), which is ~1e3 at the last cosine step.
-    """
-    raw = analytic_dpm_variance(schedule, eps_norm_sq)
-    low = schedule.posterior_variance
-    high = low + schedule.posterior_mean_coef1**2 * data_variance
-    return np.clip(raw, low, high)
-
-
 @torch.no_grad()
 def model_curves(diffusion, model, process: MixtureReverseProcess, ts: np.ndarray, n: int,
                  seed: int) -> dict:
@@ -215,8 +203,11 @@ def findings(ts: np.ndarray, truth: dict, schedule: NoiseSchedule, sigmas: float
         "count_below_lower_bound": int(below_lower.sum()),
         "t_variance_above_beta": ts[var_above_beta],
         "max_variance_over_beta": float((truth["true_variance"] / beta).max()),
+        # standard errors per dim of H(X_{t-1}) - H(X_t), median over t: independent draws,
+        # plain paired draws, and core's paired draws + control variate (the truth's error)
         "median_independent_entropy_err": float(np.median(truth["independent_entropy_err"])),
-        "median_paired_entropy_err": float(np.median(truth["true_entropy_err"])),
+        "median_paired_entropy_err": float(np.median(truth["paired_entropy_err"])),
+        "median_paired_cv_entropy_err": float(np.median(truth["true_entropy_err"])),
     }
 
 
@@ -324,18 +315,14 @@ def analyse(name: str, dataset, schedule: NoiseSchedule, diffusion, snapshots: l
     [(training step, EMA model)]."""
     clock = Stopwatch()
     truth = truth_curves(dataset.mixture, schedule, ts, args.mc, args.seed)
-    variance = data_variance_per_dim(dataset.mixture)
-    gamma_exact = np.zeros(schedule.num_timesteps)
-    gamma_exact[ts] = truth["eps_norm_sq"]
-    truth["analytic_exact_clipped"] = clipped_analytic_variance(schedule, gamma_exact, variance)[ts]
+    variance = mixture_data_variance(dataset.mixture)
     truth_seconds = clock.elapsed()
     process = MixtureReverseProcess(dataset.mixture, schedule)
     models = [(step, model_curves(diffusion, model, process, ts, args.model_mc, args.seed + 7))
               for step, model in snapshots]
-    gamma = np.zeros(schedule.num_timesteps)
-    gamma[ts] = models[-1][1]["eps_norm_sq"]
-    analytic = {"raw": analytic_dpm_variance(schedule, gamma)[ts],
-                "clipped": clipped_analytic_variance(schedule, gamma, variance)[ts]}
+    gamma = models[-1][1]["eps_norm_sq"]
+    analytic = {"raw": analytic_dpm_variance(schedule, gamma, ts),
+                "clipped": analytic_dpm_variance(schedule, gamma, ts, data_variance=variance)}
     figure = plot(name, ts, truth, models, schedule, analytic, schedule_label, path)
     found = findings(ts, truth, schedule)
     found.update(closeness(ts, truth, models, analytic))
@@ -346,9 +333,10 @@ def analyse(name: str, dataset, schedule: NoiseSchedule, diffusion, snapshots: l
           f"{found['t_of_max_excess']} ({found['excess_in_stderr_at_max']:.0f} stderr); above the "
           f"corrected bound: {found['count_above_corrected_upper']}; below the lower bound: "
           f"{found['count_below_lower_bound']}; max E Var / beta = "
-          f"{found['max_variance_over_beta']:.5f}; entropy stderr paired "
-          f"{found['median_paired_entropy_err']:.1e} vs independent "
-          f"{found['median_independent_entropy_err']:.1e}; mean |log(sigma^2 / truth)|: learned "
+          f"{found['max_variance_over_beta']:.5f}; median entropy-change stderr: independent "
+          f"{found['median_independent_entropy_err']:.1e}, paired "
+          f"{found['median_paired_entropy_err']:.1e}, paired + control variate (core) "
+          f"{found['median_paired_cv_entropy_err']:.1e}; mean |log(sigma^2 / truth)|: learned "
           f"{found['learned_variance_mean_abs_log_error']:.4f}, Analytic-DPM clipped "
           f"{found['analytic_clipped_mean_abs_log_error']:.4f}; learned entropy error by step "
           f"{found['learned_entropy_mean_abs_error_by_step']}", flush=True)
@@ -396,13 +384,13 @@ def main(argv=None) -> dict:
                             schedule=args.schedule, steps=snapshots[-1], seed=args.seed)
         run = train_snapshots(config, dataset, snapshots, cache=not (args.no_cache or args.quick),
                               label=f"{name} learned_range hybrid", progress_every=500)
-        entry = {"data_variance_per_dim": data_variance_per_dim(dataset.mixture),
+        entry = {"data_variance_per_dim": mixture_data_variance(dataset.mixture),
                  "train_seconds": run.seconds, "train_steps": run.steps,
                  "quadrature_check": quadrature_check(dataset.mixture, schedule, check_ts, args.mc,
                                                       args.seed + 3, args.quadrature_points)}
         for row in entry["quadrature_check"]:
             print(f"  quadrature check t={row['t']}: H(X_t-1)-H(X_t) per dim "
-                  f"{row['quadrature']:+.3e} (paired MC {row['paired_mc']:+.3e} +- "
+                  f"{row['quadrature']:+.3e} (core paired MC + CV {row['paired_mc']:+.3e} +- "
                   f"{row['paired_mc_err']:.1e})")
         entry["full"] = analyse(name, dataset, schedule, run.diffusion, run.snapshots, ts, args,
                                 f"{args.schedule}, T = {args.timesteps}",

@@ -56,6 +56,11 @@ class CheckpointError(Exception):
         super().__init__(f"checkpoint {self.path}: {problem}")
 
 
+class CheckpointWriteError(CheckpointError):
+    """Writing failed at run time (disk full, file too large, I/O error): not a usage
+    mistake. The message says whether the previous file is unchanged."""
+
+
 @dataclass
 class Checkpoint:
     """The contents of a checkpoint file, tensors on the device it was loaded to."""
@@ -158,7 +163,7 @@ def _write_atomically(path: Path, tensors: dict, metadata: dict) -> None:
     except (OSError, SafetensorError) as exc:
         kept = ("the previous checkpoint there is unchanged" if existed
                 else "no checkpoint was written")
-        raise CheckpointError(path, f"cannot be written ({_write_problem(exc)}); {kept}") from None
+        raise CheckpointWriteError(path, f"cannot be written ({_write_problem(exc)}); {kept}") from None
     finally:
         shutil.rmtree(temp_dir, ignore_errors=True)
     _remove_stale_temp_dirs(directory, path.name)

@@ -19,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+OOM_ADVICE = ("out of memory: lower train.batch_size or the model size (model.channels, "
+              "model.hidden) in the config, sample fewer at once (--n, --batch-size), or choose "
+              "another --device")
 TEST_DUMP_ENV = "DIFFUSION_EXPLORER_TEST_DUMP_DIR"   # tests: every rank dumps its final weights
 
 
@@ -100,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         return _fail(exc, EXIT_USAGE)
 
-    from core.checkpoint import CheckpointError
+    from core.checkpoint import CheckpointError, CheckpointWriteError
     from core.config import ConfigError
     from core.data import DataError
+    from core.oom import is_out_of_memory
     from core.training import TrainingDiverged
 
     try:
@@ -111,18 +115,26 @@ def main(argv: list[str] | None = None) -> int:
             import torch
             torch.set_num_threads(args.threads)
         return {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate}[args.command](args)
+    except CheckpointWriteError as exc:  # disk full and the like: the run, not the command
+        return _fail(exc, EXIT_RUNTIME)
     except (UsageError, ConfigError, DataError, CheckpointError, ValueError) as exc:
         return _fail(exc, EXIT_USAGE)
     except (TrainingDiverged, OSError, RuntimeError) as exc:
+        if is_out_of_memory(exc):
+            return _fail(exc, EXIT_RUNTIME, OOM_ADVICE)
         return _fail(exc, EXIT_RUNTIME)
+    except MemoryError as exc:
+        return _fail(exc, EXIT_RUNTIME, OOM_ADVICE)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
-def _fail(exc: BaseException, code: int) -> int:
+def _fail(exc: BaseException, code: int, advice: str = "") -> int:
     message = " ".join(str(exc).split()) or type(exc).__name__
     print(f"error: {message}", file=sys.stderr)
+    if advice:
+        print(f"hint: {advice}", file=sys.stderr)
     return code
 
 

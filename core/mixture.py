@@ -37,8 +37,11 @@ q_t is nearly Gaussian. Standard errors (n = 4000, 8 Gaussians, T = 100): ~1e-4 
 early t, ~1e-8 at late t, always small against the gap between the bounds,
 D/2 log(beta_t / beta-tilde_t), which shrinks to ~1e-5 at late t. The expected reverse variance
 E_{x_t}[tr Cov q(x_{t-1}|x_t)] / D is a Monte Carlo average of a closed form (law of total
-variance over the components). Every estimate carries its standard error; everything is
-float64 numpy.
+variance over the components). Every estimate carries its standard error (sample standard
+deviation / sqrt(n)). Caveat: for tight, well-separated components (grid25, s = 0.1) at the
+first few t, the log-density change is heavy-tailed (rare draws between components), and a
+single run's standard error can be far too small; a spread over seeds is the safer error
+there. Everything is float64 numpy.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ palette-quantised to stay small. During the 2-D training it also saves the Entro
 at the probes of --series steps (docs/screenshots/toy-2d-entropy-step<N>.png): the learned
 Sigma_theta and the Analytic-DPM variance approaching the exact truth.
 
-    .venv/bin/python docs/make_screenshots.py [--toy-steps 1500] [--mnist-steps 400]
-        [--series 100,300,1500] [--only toy]
+    .venv/bin/python docs/make_screenshots.py [--toy-steps 6000] [--mnist-steps 400]
+        [--series 300,1500,3000,6000] [--only toy]
 """
 
 from __future__ import annotations
@@ -126,9 +126,9 @@ def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--toy-steps", type=int, default=1500)
+    parser.add_argument("--toy-steps", type=int, default=6000)
     parser.add_argument("--mnist-steps", type=int, default=400)
-    parser.add_argument("--series", default="100,300,1500",
+    parser.add_argument("--series", default="300,1500,3000,6000",
                         help="2-D training steps whose probe is saved as an Entropy-panel image")
     parser.add_argument("--only", choices=("toy", "mnist"), default=None)
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))

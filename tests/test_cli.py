@@ -204,3 +204,28 @@ def test_train_writes_a_checkpoint_every_checkpoint_every_steps(tmp_path, monkey
     assert main(["train", "--config", str(write_config(tmp_path, config)), "--out", str(ckpt)]) == 0
     assert saved == [5, 10, 12]
     assert load_checkpoint(ckpt).step == 12
+
+
+@pytest.mark.parametrize("error", [RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"),
+                                   MemoryError()])
+def test_out_of_memory_exits_1_with_a_hint(monkeypatch, capsys, tmp_path, error):
+    import core.cli as cli
+
+    def explode(args):
+        raise error
+    monkeypatch.setattr(cli, "cmd_train", explode)
+    code = main(["train", "--preset", "toy-2d", "--out", str(tmp_path / "x.ckpt")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert lines[0].startswith("error: ") and lines[1].startswith("hint: out of memory")
+    assert "batch_size" in lines[1]
+
+
+def test_other_runtime_errors_exit_1_without_a_hint(monkeypatch, capsys, tmp_path):
+    import core.cli as cli
+
+    def explode(args):
+        raise RuntimeError("expected scalar type Float")
+    monkeypatch.setattr(cli, "cmd_train", explode)
+    assert main(["train", "--preset", "toy-2d", "--out", str(tmp_path / "x.ckpt")]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

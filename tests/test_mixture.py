@@ -206,3 +206,19 @@ def test_marginal_entropy_matches_quadrature(t):
     assert est.value == pytest.approx(_quadrature_entropy(process, t), abs=5 * float(est.stderr) + 1e-7)
     if t == 99:  # q_t is nearly Gaussian: the control variate leaves almost no noise
         assert est.stderr < 1e-4
+
+
+def test_clipped_analytic_dpm_is_exact_for_gaussian_data_and_bounded():
+    """N(m, s^2 I) data: Gamma_t = (1 - abar) / (abar s^2 + 1 - abar) and the true reverse
+    variance 1 / (1/sigma_{t-1}^2 + alpha/beta) in closed form; a noisy Gamma is clipped."""
+    schedule = NoiseSchedule(get_betas("cosine", 200))
+    s2 = 1.5**2
+    t = np.arange(1, 200)
+    abar, abar_prev = schedule.alphas_cumprod, schedule.alphas_cumprod_prev
+    gamma = (1.0 - abar) / (abar * s2 + 1.0 - abar)
+    truth = 1.0 / (1.0 / (abar_prev * s2 + 1.0 - abar_prev) + schedule.alphas / schedule.betas)
+    clipped = analytic_dpm_variance(schedule, gamma, data_variance=s2)
+    np.testing.assert_allclose(clipped[t], truth[t], rtol=1e-7)
+    noisy = analytic_dpm_variance(schedule, gamma + np.linspace(-0.5, 0.5, 200), data_variance=s2)
+    assert np.all(noisy >= schedule.posterior_variance - 1e-15)
+    assert np.all(noisy <= schedule.posterior_variance + schedule.posterior_mean_coef1**2 * s2 + 1e-15)

@@ -69,26 +69,6 @@ def test_paired_entropy_change_matches_gaussian_closed_form(std):
         assert (exact > 0) == (std > 1)
 
 
-def test_clipped_analytic_variance_is_exact_for_gaussian_data_and_bounded():
-    entropy = load("repro_true_entropy")
-    from core.schedule import NoiseSchedule
-
-    schedule = NoiseSchedule.from_name("cosine", 200)
-    s2 = 1.5**2
-    t = np.arange(1, 200)
-    abar, abar_prev = schedule.alphas_cumprod, schedule.alphas_cumprod_prev
-    marginal = abar * s2 + 1.0 - abar
-    gamma = (1.0 - abar) / marginal        # E|E[eps|x_t]|^2 / D for N(m, s^2 I) data
-    true_variance = 1.0 / (1.0 / (abar_prev * s2 + 1.0 - abar_prev)
-                           + schedule.alphas / schedule.betas)
-    clipped = entropy.clipped_analytic_variance(schedule, gamma, s2)
-    np.testing.assert_allclose(clipped[t], true_variance[t], rtol=1e-7)
-    noisy = entropy.clipped_analytic_variance(schedule, gamma + np.linspace(-0.5, 0.5, 200), s2)
-    assert np.all(noisy >= schedule.posterior_variance - 1e-15)
-    assert np.all(noisy <= schedule.posterior_variance
-                  + schedule.posterior_mean_coef1**2 * s2 + 1e-15)
-
-
 # ------------------------------------------------------------------ the scripts
 def test_schedule_ratio_script(tmp_path):
     results = run_quick("repro_schedule_ratio", tmp_path)

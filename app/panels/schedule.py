@@ -57,6 +57,7 @@ class SchedulePanel(QWidget):
         layout.setColumnStretch(1, 2)
 
         plot = self.schedulePlot.getPlotItem()
+        plot.legend.setOffset((-8, -8))  # bottom right: the variances rise to the top right
         self.beta_curve = plot.plot([], [], pen=pen(1, width=2), name="βₜ (upper: fixed large)")
         self.beta_tilde_curve = plot.plot([], [], pen=pen(0, width=2),
                                           name="β̃ₜ (lower: fixed small)")
@@ -78,6 +79,7 @@ class SchedulePanel(QWidget):
                                     symbolPen=pen(7, width=1),
                                     name="true E Var q(xₜ₋₁|xₜ) (mixture)")
         ratio = self.ratioPlot.getPlotItem()
+        ratio.legend.setOffset((-8, 70))  # below the ratios near 1, above alpha-bar's tail
         self.ratioPlot.setTitle("Variances / βₜ, and ᾱₜ", size="10pt")
         self.ratio_curve = ratio.plot([], [], pen=pen(0, width=2), name="β̃ₜ / βₜ")
         self.alpha_bar_curve = ratio.plot([], [], pen=pen(4, width=2), name="ᾱₜ")

@@ -131,7 +131,7 @@ def test_cli_train_on_a_full_disk_prints_one_line(tmp_path):
          "--threads", "1"],
         capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(4096))
     err = proc.stderr.strip().splitlines()
-    assert proc.returncode != 0
+    assert proc.returncode == 1  # a run-time failure, not a usage error (2)
     assert "Traceback" not in proc.stderr
     assert err[-1].startswith("error: checkpoint ") and "File too large" in err[-1], err
     assert not out.exists() and os.listdir(tmp_path) == ["config.json"]
