@@ -122,3 +122,13 @@ def test_sampling_steps_script(tmp_path):
         assert [r["steps"] for r in rows] == [20, 10, 5]
         assert ("nll_nats_per_dim" in rows[0]) == name.startswith("DDPM")
     assert (tmp_path / "sampling_steps.png").exists()
+
+
+def test_entropy_convergence_script(tmp_path):
+    results = run_quick("repro_entropy_convergence", tmp_path)
+    assert [row["step"] for row in results["rows"]] == [20, 40]
+    last = results["last"]
+    # learned_range starts at v = 1/2, so the first probes sit near the middle of the bounds
+    assert np.all(np.abs(last["learned"] - 0.5) < 0.5)
+    # the truth for the 8-Gaussian ring (variance 2.04) ends above the upper bound
+    assert last["true"][-1] > 1.5
