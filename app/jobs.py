@@ -1,5 +1,10 @@
 """Short background tasks (load a data set, describe a model, load a checkpoint, compute
-entropy curves) run off the GUI thread; for each job name only the newest result is used."""
+entropy curves) run off the GUI thread; for each job name only the newest result is used.
+
+Jobs submitted with serial=True (the CPU-heavy analyses) run one thread per name: a new
+request stops the running one and waits for it to end, and of a burst of requests only the
+last one runs, so rapid edits never stack threads whose work cannot be interrupted at once.
+Other jobs (data loading, saving) start at once; a save is never dropped."""
 
 from __future__ import annotations
 
@@ -52,25 +57,42 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._generations: dict[str, int] = {}
         self._jobs: list[_Job] = []
+        self._pending: dict[str, tuple] = {}  # name -> the request that waits for its turn
         self.closed = False
 
     def generation(self, name: str) -> int:
         return self._generations.get(name, 0)
 
     def busy(self, name: str | None = None) -> bool:
-        return any(name is None or job.name == name for job in self._jobs)
+        return (any(name is None or job.name == name for job in self._jobs)
+                or (name in self._pending if name is not None else bool(self._pending)))
+
+    def running(self, name: str) -> int:
+        """How many threads of job `name` are alive (0 or 1)."""
+        return sum(job.name == name for job in self._jobs)
 
     def submit(self, name: str, fn: Callable, on_result: Callable[[Any], None],
-               on_error: Callable[[str], None] | None = None, action: str = "") -> None:
+               on_error: Callable[[str], None] | None = None, action: str = "",
+               serial: bool = False) -> None:
         """Start `fn(progress, should_stop)`; an older job of the same name is told to stop
-        and its result, if any, is ignored. Ignored after `stop_all()`."""
+        and its result, if any, is ignored. With serial=True, while that job is still
+        ending this request waits (replacing any request already waiting). Ignored after
+        `stop_all()`."""
         if self.closed:
             return
         generation = self.generation(name) + 1
         self._generations[name] = generation
-        for job in self._jobs:
-            if job.name == name and job.thread is not None:
+        running = [job for job in self._jobs if job.name == name]
+        for job in running:
+            if job.thread is not None:
                 job.thread.stop()
+        if running and serial:
+            self._pending[name] = (generation, fn, on_result, on_error, action)
+            return
+        self._start(name, generation, fn, on_result, on_error, action)
+
+    def _start(self, name: str, generation: int, fn: Callable, on_result, on_error,
+               action: str) -> None:
         job = _Job(self, name, generation, on_result, on_error)
         worker = TaskWorker(fn, action=action)
         worker.result.connect(job.result)
@@ -90,13 +112,17 @@ class JobRunner(QObject):
             job.thread.deleteLater()
             job.thread = None
         job.deleteLater()
-        if not self._jobs:
+        pending = self._pending.pop(job.name, None)
+        if pending is not None and not self.closed:
+            self._start(job.name, *pending)
+        elif not self._jobs:
             self.busy_changed.emit(False)
 
     def stop_all(self, wait_ms: int = -1) -> None:
         """Stop every job and wait for its thread; no new job starts afterwards (used when
         the window closes)."""
         self.closed = True
+        self._pending.clear()
         for job in list(self._jobs):
             if job.thread is not None:
                 job.thread.stop(wait_ms)

@@ -380,7 +380,8 @@ class MainWindow(QMainWindow):
         seed = self.session.config.train.seed
         self.jobs.submit("curves",
                          lambda _p, stop: compute_data_curves(dataset, schedule, seed, stop),
-                         self.session.set_data_curves, action="Computing the entropy curves")
+                         self.session.set_data_curves, action="Computing the entropy curves",
+                         serial=True)
 
     def _describe_model(self) -> None:
         dataset = self.session.dataset
@@ -391,7 +392,8 @@ class MainWindow(QMainWindow):
             return  # the right data set is still loading; it triggers this again
         self.jobs.submit("model", describe_model_task(copy.deepcopy(cfg), dataset),
                          self._on_model_described, on_error=self._on_model_error,
-                         action="Building the model")
+                         action="Building the model",
+                         serial=True)
 
     def _on_model_described(self, rows) -> None:
         self.session.set_model_rows(rows)
