@@ -19,12 +19,17 @@ samples with core.generate.sample and reports:
 Why linear and not cosine: without x0 clipping (continuous data are not clipped) the cosine
 schedule's last step (beta = 0.999, abar_{T-1} ~ 2e-9) multiplies the eps error at t = T-1
 by 1/sqrt(alpha) ~ 32 in the posterior mean, and a few samples start far outside the data
-and never come back (--schedule cosine shows it; see docs/REPRODUCTION.md).
+and never come back (--schedule cosine shows it; see docs/REPRODUCTION.md). --clip-box
+clamps the x0 estimate of every sampler to the training data's box
+(core.training.data_box, as the app and CLI do by default) and writes its outputs with a
+"_clipbox" suffix; the NLL bound does not use the clamp, so it is the same either way.
 
 Paper's direction: with fewer steps fixed beta-tilde degrades first, fixed beta less, the
 learned variance least; DDIM is best at very few (< 50) steps.
 
     nice -n 10 python bench/repro_sampling_steps.py   # docs/figures/sampling_steps.png
+    nice -n 10 python bench/repro_sampling_steps.py --schedule cosine --clip-box
+        # docs/figures/sampling_steps_cosine_clipbox.png
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ from core.data import get_dataset
 from core.diffusion import GaussianDiffusion
 from core.generate import sample
 from core.schedule import space_timesteps
+from core.training import data_box
 
 STEP_COUNTS = (1000, 500, 250, 100, 50, 25)
 # name -> (trained model, variance used for sampling, sampler)
@@ -126,8 +132,9 @@ def plot(results: dict, path):
         ax.set_xlabel("sampling steps")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
+    clamp = ", x0 clamped to the data box" if results.get("clip_box") else ""
     fig.suptitle(f"{results['dataset']}: fewer sampling steps ({results['schedule']}, T = {results['T']}, "
-                 f"{results['train_steps']} training steps per model)", fontsize=10)
+                 f"{results['train_steps']} training steps per model{clamp})", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -140,6 +147,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--step-counts", default=",".join(map(str, STEP_COUNTS)))
     parser.add_argument("--samples", type=int, default=4000)
     parser.add_argument("--nll-points", type=int, default=2000, help="test points for the NLL bound")
+    parser.add_argument("--clip-box", action="store_true",
+                        help="clamp the x0 estimates of every sampler to the training data's box "
+                             "(core.training.data_box); outputs get a '_clipbox' suffix")
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--replot", type=Path, default=None,
                         help="only redraw the figure from this script's saved JSON results")
@@ -171,8 +181,9 @@ def main(argv=None) -> dict:
                                      cache=not (args.no_cache or args.quick),
                                      label=f"{args.dataset} {variance} {loss}", progress_every=1000)
     test = dataset.test[: args.nll_points]
+    box = data_box(dataset.train) if args.clip_box else None  # None: no clamp (vectors)
     results = {"hardware": hardware_line(), "dataset": args.dataset, "T": args.timesteps,
-               "schedule": args.schedule,
+               "schedule": args.schedule, "clip_box": bool(args.clip_box), "data_box": box,
                "train_steps": runs["simple"].steps,
                "train_seconds": {k: r.seconds for k, r in runs.items()},
                "data_mean_log_p": float(np.mean(data_log_p)), "samples": args.samples,
@@ -185,7 +196,7 @@ def main(argv=None) -> dict:
         for steps in step_counts:
             trajectory = sample(run.model, diffusion, args.samples, tuple(dataset.shape),
                                 sampler=sampler, steps=steps, eta=0.0, seed=args.seed + steps,
-                                record_every=10**9)
+                                record_every=10**9, data_box=box)
             row = {"steps": steps, **sample_quality(trajectory.final, dataset, data_log_p)}
             if sampler == "ddpm":
                 row.update(nll_bound(diffusion, run.model, test, steps, args.seed + 1))
@@ -199,7 +210,7 @@ def main(argv=None) -> dict:
         results["variants"][name] = rows
     results["eval_seconds"] = clock.elapsed()
     print(f"test data mean log p: {results['data_mean_log_p']:+.3f}")
-    suffix = "" if args.schedule == "linear" else f"_{args.schedule}"
+    suffix = ("" if args.schedule == "linear" else f"_{args.schedule}") + ("_clipbox" if args.clip_box else "")
     results["figure"] = plot(results, args.out_dir / f"sampling_steps{suffix}.png")
     results["json"] = write_results(results, args, f"sampling_steps{suffix}")
     return results
