@@ -388,6 +388,9 @@ def cmd_evaluate(args) -> int:
         result.update(samples_log_likelihood=quality["samples"],
                       data_log_likelihood=quality["data"],
                       log_likelihood_gap=quality["difference"],
+                      samples_log_likelihood_median=quality["samples_median"],
+                      data_log_likelihood_median=quality["data_median"],
+                      samples_outlier_share=quality["outlier_share"],
                       samples_in_support=quality["samples_in_support"],
                       num_samples=quality["n"])
     print(json.dumps({k: _json_number(v) for k, v in result.items()}))

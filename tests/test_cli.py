@@ -76,8 +76,10 @@ def test_toy_train_sample_evaluate_and_resume(tmp_path, capsys):
     assert ev.returncode == 0, ev.stderr
     report = json.loads(ev.stdout)
     assert report["step"] == 20 and report["dataset"] == "8gaussians" and report["n"] == 20
-    for key in ("nats_per_dim", "samples_log_likelihood", "data_log_likelihood", "log_likelihood_gap"):
+    for key in ("nats_per_dim", "samples_log_likelihood", "data_log_likelihood", "log_likelihood_gap",
+                "samples_log_likelihood_median", "data_log_likelihood_median"):
         assert isinstance(report[key], float)
+    assert 0.0 <= report["samples_outlier_share"] <= 1.0
 
     # the rest in-process (the same main()), to keep the suite quick
     capsys.readouterr()

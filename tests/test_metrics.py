@@ -90,8 +90,13 @@ def test_oracle_samples_are_as_likely_as_the_data_and_a_bad_model_is_not():
     expected = -math.log(2 * math.pi * std ** 2) - 1
     assert good["samples"] == pytest.approx(expected, abs=0.08)
     assert good["difference"] == pytest.approx(good["samples"] - good["data"])
+    # |x - mu|^2 / s^2 ~ chi^2_2, whose median is 2 log 2: median log p = -log(2 pi s^2) - log 2
+    assert good["samples_median"] == pytest.approx(-math.log(2 * math.pi * std ** 2) - math.log(2),
+                                                   abs=0.08)
+    assert good["outlier_share"] < 0.04           # 1 % for a perfect model
     bad = sample_log_likelihood(ZeroEps(), diffusion, dataset, n=500, seed=0)
     assert bad["samples"] < expected - 1.0
+    assert bad["outlier_share"] > 0.3
 
 
 def test_sample_log_likelihood_needs_a_density():

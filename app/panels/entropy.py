@@ -66,8 +66,12 @@ class EntropyPanel(QWidget):
         self.fill = pg.FillBetweenItem(self.upper_curve, self.lower_curve,
                                        brush=pg.mkBrush(0, 114, 178, 25))
         plot.addItem(self.fill)
-        self.general_curve = plot.plot([], [], pen=pen(1, width=1, style=Qt.PenStyle.DashLine),
-                                       name="bound for any data ½log(2πe βₜ/αₜ)")
+        # ignoreBounds: at the last cosine step (alpha ~ 1e-3) this bound jumps by several
+        # nats and would squash every other curve; it still shows where it fits the view
+        self.general_curve = pg.PlotDataItem(
+            [], [], pen=pen(1, width=1, style=Qt.PenStyle.DashLine),
+            name="bound for any data ½log(2πe βₜ/αₜ)")
+        plot.addItem(self.general_curve, ignoreBounds=True)
         self.true_curve = plot.plot([], [], pen=pen(7, width=1.5), symbol="x", symbolSize=6,
                                     symbolPen=pen(7, width=1),
                                     name="true H(Xₜ₋₁|Xₜ) (mixture, Monte Carlo)")
