@@ -22,6 +22,9 @@ def configure_threads() -> None:
         torch.set_num_threads(1)
 
 
+SLOW_EXIT_ENV = "DIFFUSION_EXPLORER_SLOW_EXIT"  # "1": leave through the interpreter's teardown
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
     from PySide6.QtWidgets import QApplication
@@ -54,7 +57,19 @@ def main(argv: list[str] | None = None) -> int:
             window.statusBar().clearMessage()
 
     QTimer.singleShot(200, prewarm_after_first_paint)
-    return app.exec()
+    return exit_now_if_closed_cleanly(window, app.exec())
+
+
+def exit_now_if_closed_cleanly(window, code: int) -> int:
+    """End the process with `code` at once when the window closed cleanly (settings written,
+    every worker thread ended): CPython's teardown of torch would add 1-3 s after the window
+    is gone (bench/close_exit_time.py). Otherwise, or with $DIFFUSION_EXPLORER_SLOW_EXIT=1,
+    return `code` for a normal exit."""
+    if window.closed_cleanly() and os.environ.get(SLOW_EXIT_ENV) != "1":
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":

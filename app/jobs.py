@@ -67,6 +67,10 @@ class JobRunner(QObject):
         return (any(name is None or job.name == name for job in self._jobs)
                 or (name in self._pending if name is not None else bool(self._pending)))
 
+    def any_thread_running(self) -> bool:
+        """A job's thread has not ended yet (used before a fast process exit)."""
+        return any(job.thread is not None and job.thread.is_running() for job in self._jobs)
+
     def running(self, name: str) -> int:
         """How many threads of job `name` are alive (0 or 1)."""
         return sum(job.name == name for job in self._jobs)

@@ -795,6 +795,12 @@ class MainWindow(QMainWindow):
         self.training.close(wait_ms)
         self.sampling.close(wait_ms)
 
+    def closed_cleanly(self) -> bool:
+        """The window closed, its settings were written and every worker thread has ended:
+        nothing is left that a fast process exit (os._exit) could cut short."""
+        return (self._closing and not self.jobs.any_thread_running()
+                and not self.training.thread_running() and not self.sampling.thread_running())
+
     def closeEvent(self, event) -> None:  # noqa: N802
         if not self._closing:
             self._closing = True

@@ -32,6 +32,10 @@ class SamplingController(QObject):
     def is_active(self) -> bool:
         return self._thread is not None
 
+    def thread_running(self) -> bool:
+        """The worker thread has not ended yet."""
+        return self._thread is not None and self._thread.is_running()
+
     def start(self, model, diffusion, data_shape, num_classes, device, params: dict,
               data_box=None) -> None:
         """Sample in a worker thread; data_box (vector data) bounds the x0 estimates."""

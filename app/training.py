@@ -38,6 +38,10 @@ class TrainingController(QObject):
         """A run is starting, running or paused (the trainer belongs to the worker)."""
         return self._thread is not None
 
+    def thread_running(self) -> bool:
+        """The worker thread has not ended yet."""
+        return self._thread is not None and self._thread.is_running()
+
     @property
     def paused(self) -> bool:
         return self._worker is not None and self._worker.paused

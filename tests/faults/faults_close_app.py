@@ -5,7 +5,8 @@
 MODE "training": close while a run trains. "sampling": close while a long sampling run goes
 on (training stopped). "saving": close while a checkpoint save is being written during a run
 (the write is slowed down by half a second, like a slow disk). Prints "closing ..." right before
-window.close() and "closed" after the event loop has returned.
+window.close() and "closed" after the event loop has returned, then leaves the way the app
+does (app.__main__.exit_now_if_closed_cleanly: os._exit once everything has ended).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ def main() -> None:
     QTimer.singleShot(90_000, app.quit)  # a hang guard, never reached when closing works
     app.exec()
     print(f"closed at {time.monotonic():.6f}", flush=True)
+    from app.__main__ import exit_now_if_closed_cleanly
+
+    exit_now_if_closed_cleanly(window, 0)
 
 
 if __name__ == "__main__":
