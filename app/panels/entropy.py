@@ -117,6 +117,8 @@ class EntropyPanel(QWidget):
         session.probe_added.connect(self.show_probe)
         session.history_reset.connect(self._on_reset)
         session.data_curves_changed.connect(self.show_data_curves)
+        session.config_changed.connect(lambda _cfg: self._show_note())
+        self._note = ""
         if session.schedule is not None:
             self.show_schedule(session.schedule)
 
@@ -188,8 +190,8 @@ class EntropyPanel(QWidget):
                 bars.setData(**_empty_error_bars())
             show_in_legend(self.entropyPlot, self.true_curve, False)
             show_in_legend(self.positionPlot, self.true_position, False)
-            self.note.setText("Bounds per dimension from the schedule. The data's entropy "
-                              "curves appear once the data set is loaded.")
+            self._show_note("Bounds per dimension from the schedule. The data's entropy "
+                            "curves appear once the data set is loaded.")
             return
         t = np.asarray(curves["t"], dtype=np.float64)
         self.marginal_curve.setData(t, finite_or_nan(curves["marginal_entropy"]), connect="finite")
@@ -215,4 +217,14 @@ class EntropyPanel(QWidget):
                 item.setData([], [])
             for bars in (self.true_error, self.true_position_error):
                 bars.setData(**_empty_error_bars())
-        self.note.setText(curves.get("description", ""))
+        self._show_note(curves.get("description", ""))
+
+    def _show_note(self, text: str | None = None) -> None:
+        """The data curves' description, plus a hint when the variance is not learned."""
+        if text is not None:
+            self._note = text
+        config = self.session.config
+        hint = ("" if config is None or config.diffusion.variance_type == "learned_range" else
+                " The variance is fixed: choose “learned range (Σθ)” to see a learned variance's "
+                "entropy; σ*² appears after the first probe of training either way.")
+        self.note.setText(self._note + hint)

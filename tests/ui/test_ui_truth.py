@@ -89,3 +89,12 @@ def test_a_new_schedule_clears_the_probe_curves(trained, qtbot):
                          ("entropyPositionPlot", "Analytic-DPM"),
                          ("schedulePlot", "Analytic-DPM")):
         assert len(named(window, plot, prefix).xData or []) == 0
+
+
+def test_entropy_note_hints_at_learned_range_only_when_the_variance_is_fixed(window, qtbot):
+    combo = window.experiment.varianceTypeCombo
+    combo.setCurrentIndex(combo.findData("fixed_small"))
+    qtbot.waitUntil(lambda: "choose “learned range" in window.entropy_panel.note.text(), timeout=5000)
+    combo.setCurrentIndex(combo.findData("learned_range"))
+    qtbot.waitUntil(lambda: "choose “learned range" not in window.entropy_panel.note.text(),
+                    timeout=5000)
