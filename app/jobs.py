@@ -72,7 +72,7 @@ class JobRunner(QObject):
         return any(job.thread is not None and job.thread.is_running() for job in self._jobs)
 
     def running(self, name: str) -> int:
-        """How many threads of job `name` are alive (0 or 1)."""
+        """How many jobs named `name` are running (at most 1 for serial jobs)."""
         return sum(job.name == name for job in self._jobs)
 
     def submit(self, name: str, fn: Callable, on_result: Callable[[Any], None],

@@ -105,6 +105,7 @@ class MainWindow(QMainWindow):
         self.model_change_policy: str | None = None
         self.drawn_dataset = None
         self._closing = False
+        self._settings_saved = False
         self._pending_params: dict = {}
         self._snapshot_pending = False  # an EMA snapshot for sampling is queued in the run
 
@@ -798,7 +799,7 @@ class MainWindow(QMainWindow):
     def closed_cleanly(self) -> bool:
         """The window closed, its settings were written and every worker thread has ended:
         nothing is left that a fast process exit (os._exit) could cut short."""
-        return (self._closing and not self.jobs.any_thread_running()
+        return (self._closing and self._settings_saved and not self.jobs.any_thread_running()
                 and not self.training.thread_running() and not self.sampling.thread_running())
 
     def closeEvent(self, event) -> None:  # noqa: N802
@@ -806,6 +807,7 @@ class MainWindow(QMainWindow):
             self._closing = True
             try:
                 self.save_settings()
+                self._settings_saved = True
             finally:
                 self.shutdown()
         event.accept()

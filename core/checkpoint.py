@@ -476,6 +476,8 @@ def restore_trainer(trainer: Trainer, checkpoint: Checkpoint) -> None:
     trainer.step = checkpoint.step
     trainer.history = {key: list(checkpoint.history.get(key, [])) for key in HISTORY_KEYS}
     trainer.probe_history = list(checkpoint.probe_history)
+    if checkpoint.data_box is not None:  # the box of the data the model was trained on
+        trainer.data_box = (list(checkpoint.data_box[0]), list(checkpoint.data_box[1]))
 
 
 def _checked_optimizer_state(path, trainer: Trainer, saved: dict) -> dict:

@@ -80,12 +80,14 @@ def clip_bounds(clip, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] |
     each a number or an array/tensor broadcastable to `like` (per-dimension bounds (D,) for
     vectors (N, D)). Bounds already on the device in like's dtype are used as they are, so
     no copy happens inside a captured CUDA graph."""
-    if clip is None or clip is False:
-        return None
-    if clip is True:
+    if isinstance(clip, (tuple, list)):
+        if len(clip) != 2:
+            raise ValueError(f"a clip box must be a (low, high) pair, got {len(clip)} items")
+        low, high = clip
+    elif clip is not None and bool(clip):
         low, high = -1.0, 1.0
     else:
-        low, high = clip
+        return None
     return (torch.as_tensor(low, dtype=like.dtype, device=like.device),
             torch.as_tensor(high, dtype=like.dtype, device=like.device))
 

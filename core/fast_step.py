@@ -650,7 +650,7 @@ class FastSampler:
         captured step clamps without a host-to-device copy."""
         if clip is None:
             return diffusion.data_kind.value == "image"
-        if isinstance(clip, tuple):
+        if isinstance(clip, (tuple, list)):
             return tuple(torch.as_tensor(np.asarray(bound, dtype=np.float32), device=self.device)
                          for bound in clip)
         return bool(clip)

@@ -37,10 +37,13 @@ class StepRecord:
 
 
 def _resolve_clip(diffusion: GaussianDiffusion, clip_denoised):
-    """None -> True for images, False for vectors; a bool or a (low, high) box as given."""
+    """None -> True for images, False for vectors; a bool as given; a (low, high) box (tuple
+    or list) as a tuple."""
     if clip_denoised is None:
         return diffusion.data_kind is DataKind.IMAGE
-    return clip_denoised if isinstance(clip_denoised, tuple) else bool(clip_denoised)
+    if isinstance(clip_denoised, (tuple, list)):
+        return tuple(clip_denoised)
+    return bool(clip_denoised)
 
 
 def _standard_normal(shape, generator: torch.Generator | None, like: torch.Tensor | None = None,

@@ -238,3 +238,13 @@ def test_data_box_is_saved_and_checked_and_optional_in_older_files(trained, tmp_
             meta["data_box"] = json.dumps(bad)
         with pytest.raises(CheckpointError, match="invalid data_box"):
             load_checkpoint(rewrite(path, tmp_path / "bad.ckpt", change_metadata=corrupt))
+
+
+def test_restoring_keeps_the_box_of_the_training_data(trained, tmp_path):
+    """A trainer built on other (e.g. newly drawn) points samples within the box the model
+    was trained on, which the checkpoint carries."""
+    trainer, path = trained
+    other = Trainer(rich_config(), dataset=toy_dataset(seed=5))
+    other.data_box = ([-9.0, -9.0], [9.0, 9.0])
+    restore_trainer(other, load_checkpoint(path))
+    assert other.data_box == (list(trainer.data_box[0]), list(trainer.data_box[1]))

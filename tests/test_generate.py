@@ -169,3 +169,13 @@ def test_vector_samples_are_clamped_to_the_data_box_only_when_given(sampler):
     off = sample(ConstantEps([0.5]), d, 200, (2,), sampler=sampler, steps=10, seed=1, data_box=box,
                  clip=False)
     np.testing.assert_array_equal(off.final, wild.final)
+
+
+def test_a_box_given_as_a_list_is_a_box_and_a_malformed_one_is_refused():
+    d = GaussianDiffusion(NoiseSchedule(get_betas("cosine", 1000)), data_kind="continuous")
+    as_tuple = sample(ConstantEps([0.5]), d, 50, (2,), steps=10, seed=2, clip=(-3.0, 2.0))
+    as_list = sample(ConstantEps([0.5]), d, 50, (2,), steps=10, seed=2, clip=[-3.0, 2.0])
+    np.testing.assert_array_equal(as_tuple.final, as_list.final)
+    assert as_list.final.min() >= -3.0 - 1e-6 and as_list.final.max() > 1.0  # not [-1, 1]
+    with pytest.raises(ValueError, match="pair"):
+        sample(ConstantEps([0.5]), d, 5, (2,), steps=10, seed=2, clip=(-3.0, 0.0, 2.0))
