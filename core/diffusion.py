@@ -126,6 +126,9 @@ class GaussianDiffusion:
         self._large_variance = np.append(first, schedule.betas[1:])
         self._large_log_variance = np.log(self._large_variance)
         self._log_betas = np.log(schedule.betas)
+        # a fixed per-step variance that replaces var_type's (with_reverse_variance)
+        self.reverse_variance: np.ndarray | None = None
+        self._reverse_log_variance: np.ndarray | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -137,6 +140,27 @@ class GaussianDiffusion:
         """The same diffusion (types, lambda, data kind) on schedule.respace(use_timesteps)."""
         return GaussianDiffusion(self.schedule.respace(use_timesteps), self.mean_type,
                                  self.var_type, self.loss_type, self.lambda_vlb, self.data_kind)
+
+    def with_reverse_variance(self, variance) -> GaussianDiffusion:
+        """This diffusion with p(x_{t-1} | x_t) using the given variance (T,) instead of its
+        var_type's: e.g. Analytic-DPM's sigma*^2 (core.analytic_dpm). A learned_range model
+        still outputs 2C channels; its variance channels are then ignored. Entries must be
+        finite and > 0 for t >= 1; at t = 0 (no noise is added when sampling; the decoder's
+        width) a value <= 0 becomes beta-tilde_1, the clipped-log-variance convention."""
+        variance = np.array(variance, dtype=np.float64)
+        if variance.shape != (self.num_timesteps,):
+            raise ValueError(f"reverse variance has shape {variance.shape}, expected "
+                             f"({self.num_timesteps},)")
+        if not np.all(np.isfinite(variance)) or np.any(variance[1:] <= 0):
+            raise ValueError("reverse variance must be finite and positive for t >= 1")
+        if variance[0] <= 0:
+            variance[0] = (self.schedule.posterior_variance[1] if self.num_timesteps > 1
+                           else self.schedule.betas[0])
+        other = GaussianDiffusion(self.schedule, self.mean_type, self.var_type, self.loss_type,
+                                  self.lambda_vlb, self.data_kind)
+        other.reverse_variance = variance
+        other._reverse_log_variance = np.log(variance)
+        return other
 
     def __repr__(self) -> str:
         return (f"GaussianDiffusion(T={self.num_timesteps}, mean={self.mean_type.value}, "
@@ -252,6 +276,9 @@ class GaussianDiffusion:
 
     def _variance(self, raw_variance, x, t):
         """(variance, log_variance, v_frac) of p(x_{t-1} | x_t), each x's shape (v_frac or None)."""
+        if self.reverse_variance is not None:
+            return (extract(self.reverse_variance, t, x.shape).expand(x.shape),
+                    extract(self._reverse_log_variance, t, x.shape).expand(x.shape), None)
         if self.var_type is VarType.LEARNED_RANGE:
             v_frac = (raw_variance + 1.0) / 2.0
             min_log = extract(self.schedule.posterior_log_variance_clipped, t, x.shape)

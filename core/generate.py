@@ -58,7 +58,8 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
            sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
            guidance: float = 0.0, label: int | Sequence[int] | None = None,
            num_classes: int | None = None, seed: int = 0, record_every: int = 1,
-           clip: bool | tuple | None = None, data_box: tuple | None = None, device="cpu",
+           clip: bool | tuple | None = None, data_box: tuple | None = None,
+           analytic_data: torch.Tensor | None = None, device="cpu",
            progress: Callable[[int, int], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> Trajectory:
     """Draw n samples of shape data_shape ((C, H, W) or (D,)) from `model` (in eval mode).
@@ -72,7 +73,12 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     (Trainer.data_box, stored in checkpoints) when given, else no clamp. Without it the
     cosine schedule's last step (abar ~ 2e-9) multiplies the eps error by ~2e4 and most
     few-step samples of 2-D data diverge (docs/REPRODUCTION.md section 4). All noise
-    comes from a generator seeded with `seed`. progress(i, total) follows each step;
+    comes from a generator seeded with `seed`. With `analytic_data` (a sample of the training
+    data, (M, ...)), DDPM steps use Analytic-DPM's sigma*^2 instead of the model's variance
+    (Bao et al. 2022; core.analytic_dpm): Gamma_t is first estimated with the network on that
+    sample at every step of the respaced schedule (unconditionally for class-conditional
+    models), which costs about as much as sampling M examples; progress then counts both
+    passes. progress(i, total) follows each step;
     should_stop() is polled before each step and ends the run early (completed=False).
     record_every k keeps every k-th step, always the first (x_T) and the last.
     """
@@ -85,6 +91,18 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     device = torch.device(device)
     respaced = _respace(diffusion, sampler, steps)
     model_kwargs, labels = _labels(label, num_classes, guidance, n, device)
+    analytic_steps = 0
+    if analytic_data is not None:
+        if sampler != "ddpm":
+            raise ValueError("the Analytic-DPM variance is for DDPM (ancestral) sampling; "
+                             "DDIM sets its own noise through eta")
+        respaced = _analytic(model, respaced, analytic_data, data_shape, num_classes, seed,
+                             device, progress, should_stop)
+        if respaced is None:
+            x_T = torch.randn((n, *data_shape), generator=torch.Generator(device=device)
+                              .manual_seed(int(seed)), device=device)
+            return _stopped_before_sampling(x_T, kind, diffusion, labels)
+        analytic_steps = respaced.num_timesteps
     if guidance != 0.0:
         model = GuidedModel(model, guidance, null_class=num_classes)
     if clip is None:
@@ -125,7 +143,7 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
         if done % record_every == 0 or done == total:
             keep(record)
         if progress is not None:
-            progress(done, total)
+            progress(analytic_steps + done, analytic_steps + total)
     records.close()
     if not completed and record is not None and done % record_every != 0:
         keep(record)                       # a stopped run still shows where it got to
@@ -136,6 +154,41 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
         final=final.numpy().astype(np.float32),
         final_uint8=images_to_uint8(final) if kind == "image" else None,
         kind=kind, completed=completed, labels=labels)
+
+
+def _analytic(model, respaced: GaussianDiffusion, data: torch.Tensor, data_shape, num_classes,
+               seed: int, device, progress, should_stop) -> GaussianDiffusion | None:
+    """The respaced diffusion with Analytic-DPM's variance, or None when stopped."""
+    from core.analytic_dpm import analytic_diffusion
+
+    data = torch.as_tensor(data).to(device=device, dtype=torch.float32)
+    if tuple(data.shape[1:]) != tuple(data_shape):
+        raise ValueError(f"the Analytic-DPM data sample has examples of shape "
+                         f"{tuple(data.shape[1:])}, the model's are {tuple(data_shape)}")
+    if data.shape[0] < 2:
+        raise ValueError("the Analytic-DPM variance needs a sample of at least 2 data examples")
+    data_variance = float(data.reshape(data.shape[0], -1).double().var(dim=0).mean())
+    kwargs = ({"y": torch.full((data.shape[0],), num_classes, dtype=torch.long, device=device)}
+              if num_classes is not None else None)
+    steps = respaced.num_timesteps
+    result = analytic_diffusion(
+        model, respaced, data, data_variance, model_kwargs=kwargs, seed=seed,
+        should_stop=should_stop,
+        progress=None if progress is None else (lambda done, _total: progress(done, 2 * steps)))
+    return None if result is None else result[0]
+
+
+def _stopped_before_sampling(x_T: torch.Tensor, kind: str, diffusion: GaussianDiffusion,
+                             labels) -> Trajectory:
+    """The trajectory of a run stopped before its first step: x_T only, completed=False."""
+    convert = images_to_uint8 if kind == "image" else (lambda x: x.float().cpu().numpy())
+    final = x_T.float().cpu()
+    return Trajectory(
+        timesteps=np.asarray([int(diffusion.schedule.timestep_map[-1]) + 1], dtype=np.int64),
+        x=np.stack([convert(x_T)]), pred_x0=np.stack([convert(torch.zeros_like(x_T))]),
+        variance=np.asarray([1.0]), final=final.numpy().astype(np.float32),
+        final_uint8=images_to_uint8(final) if kind == "image" else None,
+        kind=kind, completed=False, labels=labels)
 
 
 def _check_positive(name: str, value) -> None:
