@@ -574,9 +574,15 @@ class MainWindow(QMainWindow):
     def _start_sampling(self, trainer, model, params: dict) -> None:
         self.statusBar().showMessage("Sampling…")
         try:
+            analytic = None
+            if params.get("variance") == "analytic" and params.get("sampler") == "ddpm":
+                from core.analytic_dpm import gamma_sample
+
+                analytic = gamma_sample(trainer.dataset.train, seed=int(params.get("seed", 0)))
             self.sampling.start(model, trainer.diffusion, trainer.data_shape,
                                 trainer.num_classes, trainer.device, params,
-                                data_box=getattr(trainer, "data_box", None))
+                                data_box=getattr(trainer, "data_box", None),
+                                analytic_data=analytic)
         except Exception as exc:  # noqa: BLE001
             from app.errors import describe_error
 

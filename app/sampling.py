@@ -37,8 +37,10 @@ class SamplingController(QObject):
         return self._thread is not None and self._thread.is_running()
 
     def start(self, model, diffusion, data_shape, num_classes, device, params: dict,
-              data_box=None) -> None:
-        """Sample in a worker thread; data_box (vector data) bounds the x0 estimates."""
+              data_box=None, analytic_data=None) -> None:
+        """Sample in a worker thread; data_box (vector data) bounds the x0 estimates;
+        analytic_data (a sample of the training data) switches DDPM steps to Analytic-DPM's
+        variance (core.generate.sample)."""
         if self.is_active():
             raise RuntimeError("sampling is already running")
         if self.closed:
@@ -52,7 +54,8 @@ class SamplingController(QObject):
         kwargs = dict(sampler=params.get("sampler", "ddpm"), steps=steps,
                       eta=float(params.get("eta", 0.0)), guidance=guidance, label=label,
                       num_classes=num_classes, seed=int(params.get("seed", 0)),
-                      record_every=record_every_for(steps), data_box=data_box, device=device)
+                      record_every=record_every_for(steps), data_box=data_box,
+                      analytic_data=analytic_data, device=device)
         count = int(params.get("n", 16))
 
         def task(progress, should_stop):

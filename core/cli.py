@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale w")
     smp.add_argument("--label", type=int, help="class to sample (class-conditional models)")
     smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--variance", choices=("model", "analytic"), default="model",
+                     help="ddpm step variance: the model's (default) or Analytic-DPM's sigma*^2, "
+                          "estimated first on a sample of the training data")
     smp.add_argument("--device", default="auto")
     smp.add_argument("--out", help="PNG file: an image grid, or a scatter plot for 2-D data")
     smp.add_argument("--npy", help=".npy file of the final samples in data space")
@@ -331,14 +334,22 @@ def cmd_sample(args) -> int:
     for option, value in (("--out", args.out), ("--npy", args.npy)):
         if value and not Path(value).parent.is_dir():
             raise UsageError(f"{option}: the folder {Path(value).parent} does not exist")
+    if args.variance == "analytic" and args.sampler != "ddpm":
+        raise UsageError("--variance analytic is for --sampler ddpm (DDIM sets its noise by --eta)")
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.build_model(ema=True, device=device)
+    analytic = None
+    if args.variance == "analytic":
+        from core.analytic_dpm import gamma_sample
+
+        analytic = gamma_sample(_training_data(args.checkpoint, checkpoint).train, seed=args.seed)
     trajectory = sample(model, checkpoint.build_diffusion(), args.n, checkpoint.data_shape,
                         sampler=args.sampler, steps=args.steps, eta=args.eta,
                         guidance=args.guidance, label=args.label,
                         num_classes=checkpoint.num_classes, seed=args.seed,
-                        record_every=10**9, data_box=checkpoint.data_box, device=device)
+                        record_every=10**9, data_box=checkpoint.data_box,
+                        analytic_data=analytic, device=device)
     if args.npy:
         np.save(args.npy, trajectory.final)
         print(f"wrote {args.npy} {trajectory.final.shape}", file=sys.stderr)
@@ -356,8 +367,7 @@ def cmd_sample(args) -> int:
 
 # ---------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    from core.checkpoint import CheckpointError, load_checkpoint
-    from core.data import get_dataset
+    from core.checkpoint import load_checkpoint
     from core.metrics import nll_bound, sample_log_likelihood
     from core.training import resolve_device
 
@@ -366,13 +376,7 @@ def cmd_evaluate(args) -> int:
     _check_positive("--batch-size", args.batch_size)
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
-    tc = checkpoint.config.train
-    dataset = get_dataset(tc.dataset, image_size=tc.image_size, grayscale=tc.grayscale,
-                          num_samples=tc.num_samples, seed=tc.seed)
-    if tuple(dataset.shape) != tuple(checkpoint.data_shape):
-        raise CheckpointError(args.checkpoint, f"was trained on data of shape "
-                                               f"{checkpoint.data_shape}, but {tc.dataset!r} "
-                                               f"now gives {tuple(dataset.shape)}")
+    dataset = _training_data(args.checkpoint, checkpoint)
     model = checkpoint.build_model(ema=True, device=device)
     diffusion = checkpoint.build_diffusion()
     bound = nll_bound(model, diffusion, dataset.test, n=args.n, batch_size=args.batch_size,
@@ -395,6 +399,21 @@ def cmd_evaluate(args) -> int:
                       num_samples=quality["n"])
     print(json.dumps({k: _json_number(v) for k, v in result.items()}))
     return 0
+
+
+def _training_data(path, checkpoint):
+    """The data set the checkpoint was trained on, rebuilt from its config; a clear error if
+    it now has another shape."""
+    from core.checkpoint import CheckpointError
+    from core.data import get_dataset
+
+    tc = checkpoint.config.train
+    dataset = get_dataset(tc.dataset, image_size=tc.image_size, grayscale=tc.grayscale,
+                          num_samples=tc.num_samples, seed=tc.seed)
+    if tuple(dataset.shape) != tuple(checkpoint.data_shape):
+        raise CheckpointError(path, f"was trained on data of shape {checkpoint.data_shape}, "
+                                    f"but {tc.dataset!r} now gives {tuple(dataset.shape)}")
+    return dataset
 
 
 def _json_number(value):

@@ -69,6 +69,17 @@ def test_toy_train_sample_evaluate_and_resume(tmp_path, capsys):
     assert smp.returncode == 0, smp.stderr
     samples = np.load(npy)
     assert samples.shape == (50, 2) and samples.dtype == np.float32
+    analytic = tmp_path / "analytic.npy"
+    ana = run_cli("sample", "--checkpoint", ckpt, "--n", 50, "--steps", 5, "--seed", 3,
+                  "--variance", "analytic", "--npy", analytic, "--device", "cpu")
+    assert ana.returncode == 0, ana.stderr
+    plain = tmp_path / "plain.npy"
+    assert run_cli("sample", "--checkpoint", ckpt, "--n", 50, "--steps", 5, "--seed", 3,
+                   "--npy", plain, "--device", "cpu").returncode == 0
+    assert np.load(analytic).shape == (50, 2)
+    assert not np.allclose(np.load(analytic), np.load(plain))   # other step variances
+    assert_clean_failure(run_cli("sample", "--checkpoint", ckpt, "--sampler", "ddim",
+                                 "--variance", "analytic", "--npy", plain), words=["--variance"])
     with Image.open(png) as picture:
         assert picture.size == (640, 640)
 

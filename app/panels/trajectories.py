@@ -183,8 +183,18 @@ class TrajectoryPanel(QWidget):
 
         self.samplerCombo = QComboBox()
         self.samplerCombo.setObjectName("samplerCombo")
-        self.samplerCombo.addItem("DDPM (ancestral)", "ddpm")
+        self.samplerCombo.addItem("DDPM", "ddpm")
         self.samplerCombo.addItem("DDIM", "ddim")
+        self.samplerCombo.setToolTip("DDPM: ancestral sampling, noise added at every step. "
+                                     "DDIM: deterministic for η = 0.")
+        self.varianceCombo = QComboBox()
+        self.varianceCombo.setObjectName("sampleVarianceCombo")
+        self.varianceCombo.addItem("as trained", "model")
+        self.varianceCombo.addItem("Analytic-DPM", "analytic")
+        self.varianceCombo.setToolTip(
+            "The variance of each DDPM step: the model's own (fixed β̃/β or learned Σθ), or "
+            "Analytic-DPM's optimal σ*² (Bao et al. 2022), estimated first from the network's "
+            "ε on a sample of the training data. Often better with few steps.")
         self.sampleStepsSpin = QSpinBox()
         self.sampleStepsSpin.setObjectName("sampleStepsSpin")
         self.sampleStepsSpin.setRange(1, 20000)
@@ -247,7 +257,8 @@ class TrajectoryPanel(QWidget):
         controls = QGridLayout()
         controls.setHorizontalSpacing(6)
         controls.setVerticalSpacing(2)
-        pairs = [("Sampler", self.samplerCombo), ("Steps", self.sampleStepsSpin),
+        pairs = [("Sampler", self.samplerCombo), ("Variance", self.varianceCombo),
+                 ("Steps", self.sampleStepsSpin),
                  ("η", self.etaSpin), ("Guidance", self.guidanceSpin),
                  ("Class", self.classCombo), ("Samples", self.countSpin),
                  ("Seed", self.seedSpin)]
@@ -294,6 +305,7 @@ class TrajectoryPanel(QWidget):
     def params(self) -> dict:
         label = self.classCombo.currentData()
         return {"sampler": self.samplerCombo.currentData(),
+                "variance": self.varianceCombo.currentData(),
                 "steps": self.sampleStepsSpin.value(), "eta": self.etaSpin.value(),
                 "guidance": self.guidanceSpin.value(),
                 "label": None if label is None or label < 0 else int(label),
@@ -303,6 +315,9 @@ class TrajectoryPanel(QWidget):
         index = self.samplerCombo.findData(params.get("sampler", "ddpm"))
         if index >= 0:
             self.samplerCombo.setCurrentIndex(index)
+        index = self.varianceCombo.findData(params.get("variance", "model"))
+        if index >= 0:
+            self.varianceCombo.setCurrentIndex(index)
         for key, spin in (("steps", self.sampleStepsSpin), ("eta", self.etaSpin),
                           ("guidance", self.guidanceSpin), ("n", self.countSpin),
                           ("seed", self.seedSpin)):
@@ -337,7 +352,9 @@ class TrajectoryPanel(QWidget):
             self.set_class_names(None)
 
     def _sampler_changed(self) -> None:
-        self.etaSpin.setEnabled(self.samplerCombo.currentData() == "ddim")
+        ddim = self.samplerCombo.currentData() == "ddim"
+        self.etaSpin.setEnabled(ddim)
+        self.varianceCombo.setEnabled(not ddim)  # DDIM sets its noise through eta
 
     def _request(self) -> None:
         self.sample_requested.emit(self.params())

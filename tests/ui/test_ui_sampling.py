@@ -125,3 +125,23 @@ def test_class_conditional_images_sample_the_chosen_class_with_guidance(window, 
     assert list(trajectory.labels) == [3, 3, 3, 3]
     view = panel.trajectoryView
     assert view.mode == "images" and view.images[0].image.shape == (2 * 9 + 1, 2 * 9 + 1)
+
+
+def test_analytic_dpm_variance_from_the_trajectories_panel(window, qtbot):
+    """The Variance choice reaches the sampler: same seed, other step variances; the progress
+    counts the Gamma_t pass and the sampling pass; DDIM has no such choice."""
+    assert train(window, qtbot, tiny_config(steps=60)) == "finished"
+    panel = window.trajectory_panel
+    panel.seedSpin.setValue(4)
+    assert sample(window, qtbot, steps=10) == "finished"
+    trained = window.session.trajectory
+    panel.varianceCombo.setCurrentIndex(panel.varianceCombo.findData("analytic"))
+    assert panel.params()["variance"] == "analytic"
+    assert sample(window, qtbot, steps=10) == "finished"
+    analytic = window.session.trajectory
+    assert analytic.completed and len(analytic.timesteps) == 11
+    np.testing.assert_array_equal(analytic.x[0], trained.x[0])          # the same x_T
+    assert not np.allclose(analytic.variance[1:-1], trained.variance[1:-1])
+    assert panel.sampleProgress.maximum() == 20
+    panel.samplerCombo.setCurrentIndex(panel.samplerCombo.findData("ddim"))
+    assert not panel.varianceCombo.isEnabled()
