@@ -178,6 +178,7 @@ class TrajectoryPanel(QWidget):
         self.setObjectName("trajectoryPanel")
         self.session = session
         self.trajectory = None
+        self._analytic_run = False  # the last request estimates sigma*^2 first
         self.frames_left: np.ndarray | None = None
         self.frames_right: np.ndarray | None = None
 
@@ -357,7 +358,9 @@ class TrajectoryPanel(QWidget):
         self.varianceCombo.setEnabled(not ddim)  # DDIM sets its noise through eta
 
     def _request(self) -> None:
-        self.sample_requested.emit(self.params())
+        params = self.params()
+        self._analytic_run = params["variance"] == "analytic" and params["sampler"] == "ddpm"
+        self.sample_requested.emit(params)
 
     def set_busy(self, busy: bool) -> None:
         self.sampleButton.setEnabled(not busy)
@@ -367,8 +370,11 @@ class TrajectoryPanel(QWidget):
             self.sampleProgress.setValue(0)
 
     def set_progress(self, done: int, total: int) -> None:
+        """An Analytic-DPM run reports 2S steps: S estimating sigma*^2, then S sampling."""
         self.sampleProgress.setRange(0, max(1, total))
         self.sampleProgress.setValue(done)
+        estimating = self._analytic_run and done < total // 2
+        self.sampleProgress.setFormat("estimating σ*²: %v / %m" if estimating else "%v / %m steps")
 
     # -- data ------------------------------------------------------------------------------
     def set_dataset(self, dataset) -> None:

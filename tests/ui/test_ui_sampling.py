@@ -143,5 +143,9 @@ def test_analytic_dpm_variance_from_the_trajectories_panel(window, qtbot):
     np.testing.assert_array_equal(analytic.x[0], trained.x[0])          # the same x_T
     assert not np.allclose(analytic.variance[1:-1], trained.variance[1:-1])
     assert panel.sampleProgress.maximum() == 20
+    panel.set_progress(3, 20)
+    assert panel.sampleProgress.format().startswith("estimating σ*²")
+    panel.set_progress(15, 20)
+    assert panel.sampleProgress.format() == "%v / %m steps"
     panel.samplerCombo.setCurrentIndex(panel.samplerCombo.findData("ddim"))
     assert not panel.varianceCombo.isEnabled()
