@@ -24,12 +24,22 @@ clamps the x0 estimate of every sampler to the training data's box
 (core.training.data_box, as the app and CLI do by default) and writes its outputs with a
 "_clipbox" suffix; the NLL bound does not use the clamp, so it is the same either way.
 
+--analytic adds Analytic-DPM (Bao et al. 2022) as further DDPM variants: the same two models
+sampled with the clipped optimal variance sigma*^2, Gamma_t estimated with the network on a
+sample of the training data (core.analytic_dpm.gamma_sample) at every step of the respaced
+schedule (core.generate.sample(analytic_data=...)); the NLL bound then uses that sigma*^2
+too (core.analytic_dpm.analytic_diffusion, same data sample and seed as the sampler, checked
+against the variance the sampler recorded). Outputs get an "_analytic" suffix.
+
 Paper's direction: with fewer steps fixed beta-tilde degrades first, fixed beta less, the
-learned variance least; DDIM is best at very few (< 50) steps.
+learned variance least; DDIM is best at very few (< 50) steps. Analytic-DPM: better
+few-step likelihood and samples than either fixed variance, without retraining.
 
     nice -n 10 python bench/repro_sampling_steps.py   # docs/figures/sampling_steps.png
     nice -n 10 python bench/repro_sampling_steps.py --schedule cosine --clip-box
         # docs/figures/sampling_steps_cosine_clipbox.png
+    nice -n 10 python bench/repro_sampling_steps.py --analytic --step-counts 1000,100,25 \
+        --nll-points 500    # docs/figures/sampling_steps_analytic.png
 """
 
 from __future__ import annotations
@@ -55,6 +65,7 @@ from _repro_common import (
     write_results,
 )
 
+from core.analytic_dpm import analytic_diffusion, gamma_sample
 from core.data import get_dataset
 from core.diffusion import GaussianDiffusion
 from core.generate import sample
@@ -70,6 +81,12 @@ VARIANTS = {
     "DDIM eta=0 (L_simple)": ("simple", "fixed_small", "ddim"),
     "DDIM eta=0 (L_hybrid)": ("hybrid", "learned_range", "ddim"),
 }
+# added by --analytic: "analytic" = Analytic-DPM's sigma*^2 instead of the model's variance
+ANALYTIC_VARIANTS = {
+    "DDPM, Analytic-DPM sigma*^2 (L_simple)": ("simple", "analytic", "ddpm"),
+    "DDPM, Analytic-DPM sigma*^2 (L_hybrid)": ("hybrid", "analytic", "ddpm"),
+}
+ALL_VARIANTS = {**VARIANTS, **ANALYTIC_VARIANTS}
 STYLES = {"ddpm": "-", "ddim": "--"}
 DIVERGED = 6.0
 
@@ -103,12 +120,27 @@ def nll_bound(diffusion: GaussianDiffusion, model, test: torch.Tensor, steps: in
     return {"nll_nats_per_dim": mean, "nll_stderr": stderr}
 
 
+def analytic_nll_bound(diffusion: GaussianDiffusion, model, test: torch.Tensor, steps: int,
+                       gamma_data: torch.Tensor, gamma_seed: int, seed: int) -> tuple[dict, np.ndarray]:
+    """(test NLL bound (nats/dim) of the diffusion respaced to `steps` steps with
+    Analytic-DPM's sigma*^2, that sigma*^2 (steps,)). Gamma_t is estimated on gamma_data with
+    gamma_seed, as core.generate.sample(analytic_data=gamma_data, seed=gamma_seed) does."""
+    T = diffusion.num_timesteps
+    respaced = diffusion if steps == T else diffusion.respaced(space_timesteps(T, str(steps)))
+    data = gamma_data.float()
+    data_variance = float(data.reshape(data.shape[0], -1).double().var(dim=0).mean())
+    analytic, sigma2 = analytic_diffusion(model, respaced, data, data_variance, seed=gamma_seed)
+    loop = analytic.calc_bpd_loop(model, test, generator=torch.Generator().manual_seed(seed))
+    mean, stderr = mean_and_stderr(loop["total_bpd"].double().numpy() * math.log(2.0))
+    return {"nll_nats_per_dim": mean, "nll_stderr": stderr}, sigma2
+
+
 def plot(results: dict, path):
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for i, (name, rows) in enumerate(results["variants"].items()):
         steps = [r["steps"] for r in rows]
-        style = STYLES[VARIANTS[name][2]]
+        style = ":" if ALL_VARIANTS[name][1] == "analytic" else STYLES[ALL_VARIANTS[name][2]]
         color = f"C{i}"
         kept = [r["mean_log_p_kept"] for r in rows]
         if np.isfinite(kept).any():  # all samples diverged: nothing to show
@@ -133,6 +165,8 @@ def plot(results: dict, path):
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     clamp = ", x0 clamped to the data box" if results.get("clip_box") else ""
+    if results.get("analytic"):
+        clamp += "; dotted: Analytic-DPM"
     fig.suptitle(f"{results['dataset']}: fewer sampling steps ({results['schedule']}, T = {results['T']}, "
                  f"{results['train_steps']} training steps per model{clamp})", fontsize=10)
     fig.tight_layout()
@@ -150,6 +184,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--clip-box", action="store_true",
                         help="clamp the x0 estimates of every sampler to the training data's box "
                              "(core.training.data_box); outputs get a '_clipbox' suffix")
+    parser.add_argument("--analytic", action="store_true",
+                        help="also sample both models with Analytic-DPM's sigma*^2 (DDPM, with its "
+                             "NLL bound); outputs get an '_analytic' suffix")
     parser.add_argument("--no-cache", action="store_true")
     parser.add_argument("--replot", type=Path, default=None,
                         help="only redraw the figure from this script's saved JSON results")
@@ -184,33 +221,60 @@ def main(argv=None) -> dict:
     box = data_box(dataset.train) if args.clip_box else None  # None: no clamp (vectors)
     results = {"hardware": hardware_line(), "dataset": args.dataset, "T": args.timesteps,
                "schedule": args.schedule, "clip_box": bool(args.clip_box), "data_box": box,
+               "analytic": bool(args.analytic), "nll_points": int(test.shape[0]),
                "train_steps": runs["simple"].steps,
                "train_seconds": {k: r.seconds for k, r in runs.items()},
                "data_mean_log_p": float(np.mean(data_log_p)), "samples": args.samples,
                "variants": {}}
+    variants = ALL_VARIANTS if args.analytic else VARIANTS
+    gamma_data = gamma_sample(dataset.train, seed=args.seed) if args.analytic else None
+    if args.analytic:
+        results["analytic_gamma_examples"] = int(gamma_data.shape[0])
     clock = Stopwatch()
-    for name, (kind, variance, sampler) in VARIANTS.items():
+    for name, (kind, variance, sampler) in variants.items():
         run = runs[kind]
-        diffusion = with_variance(run.diffusion, variance)
+        analytic = variance == "analytic"
+        diffusion = run.diffusion if analytic else with_variance(run.diffusion, variance)
         rows = []
         for steps in step_counts:
+            variant_clock = Stopwatch()
             trajectory = sample(run.model, diffusion, args.samples, tuple(dataset.shape),
                                 sampler=sampler, steps=steps, eta=0.0, seed=args.seed + steps,
-                                record_every=10**9, data_box=box)
+                                record_every=1 if analytic else 10**9, data_box=box,
+                                analytic_data=gamma_data if analytic else None)
             row = {"steps": steps, **sample_quality(trajectory.final, dataset, data_log_p)}
-            if sampler == "ddpm":
+            if analytic:
+                nll, sigma2 = analytic_nll_bound(run.diffusion, run.model, test, steps, gamma_data,
+                                                 args.seed + steps, args.seed + 1)
+                row.update(nll)
+                # the sampler's variance per step (t = K-1 .. 1; none added at t = 0) must be
+                # the sigma*^2 the NLL bound used
+                recorded = trajectory.variance[1:-1][::-1]
+                if not np.allclose(recorded, sigma2[1:], rtol=1e-4, atol=0.0):
+                    raise RuntimeError(f"{name}, {steps} steps: sampler and NLL bound use "
+                                       f"different sigma*^2")
+                respaced = (run.diffusion if steps == run.diffusion.num_timesteps else
+                            run.diffusion.respaced(space_timesteps(run.diffusion.num_timesteps,
+                                                                   str(steps))))
+                row["sigma2_over_beta_last"] = [float(v) for v in
+                                                (sigma2 / respaced.schedule.betas)[:4]]
+                row["sigma2_over_beta_tilde_last"] = [
+                    float(v) for v in sigma2[1:4] / respaced.schedule.posterior_variance[1:4]]
+            elif sampler == "ddpm":
                 row.update(nll_bound(diffusion, run.model, test, steps, args.seed + 1))
+            row["seconds"] = variant_clock.elapsed()
             rows.append(row)
             print(f"{name:36s} {steps:5d} steps: mean log p {row['mean_log_p']:+.3f} +- "
                   f"{row['mean_log_p_stderr']:.3f} (non-diverged {row['mean_log_p_kept']:+.3f}), "
                   f"outliers {100 * row['outlier_rate']:.2f} %, diverged "
-                  f"{100 * row['diverged_rate']:.2f} %"
+                  f"{100 * row['diverged_rate']:.2f} %, {row['seconds']:.0f} s"
                   + (f", NLL {row['nll_nats_per_dim']:+.3f} +- {row['nll_stderr']:.3f} nats/dim"
                      if "nll_nats_per_dim" in row else ""), flush=True)
         results["variants"][name] = rows
     results["eval_seconds"] = clock.elapsed()
     print(f"test data mean log p: {results['data_mean_log_p']:+.3f}")
-    suffix = ("" if args.schedule == "linear" else f"_{args.schedule}") + ("_clipbox" if args.clip_box else "")
+    suffix = (("" if args.schedule == "linear" else f"_{args.schedule}")
+              + ("_clipbox" if args.clip_box else "") + ("_analytic" if args.analytic else ""))
     results["figure"] = plot(results, args.out_dir / f"sampling_steps{suffix}.png")
     results["json"] = write_results(results, args, f"sampling_steps{suffix}")
     return results
