@@ -86,6 +86,30 @@ def estimate_eps_norm_sq(model, diffusion: GaussianDiffusion, x0: torch.Tensor, 
     return gammas
 
 
+def analytic_diffusion_from_data(model, diffusion: GaussianDiffusion, data, *, data_shape=None,
+                                 num_classes: int | None = None, seed: int = 0, device="cpu",
+                                 should_stop: Callable[[], bool] | None = None,
+                                 progress: Callable[[int, int], None] | None = None
+                                 ) -> GaussianDiffusion | None:
+    """analytic_diffusion for a data sample as the callers have it (e.g. gamma_sample of the
+    training set): moved to `device` as float32, checked against `data_shape` (examples of
+    that shape, at least 2; ValueError otherwise), data_variance = its per-dimension variance,
+    and class-conditional models (num_classes given) run unconditionally (the null class).
+    Returns the diffusion with sigma*^2, or None when stopped."""
+    data = torch.as_tensor(data).to(device=device, dtype=torch.float32)
+    if data_shape is not None and tuple(data.shape[1:]) != tuple(data_shape):
+        raise ValueError(f"the Analytic-DPM data sample has examples of shape "
+                         f"{tuple(data.shape[1:])}, the model's are {tuple(data_shape)}")
+    if data.shape[0] < 2:
+        raise ValueError("the Analytic-DPM variance needs a sample of at least 2 data examples")
+    data_variance = float(data.reshape(data.shape[0], -1).double().var(dim=0).mean())
+    kwargs = ({"y": torch.full((data.shape[0],), num_classes, dtype=torch.long, device=device)}
+              if num_classes is not None else None)
+    result = analytic_diffusion(model, diffusion, data, data_variance, model_kwargs=kwargs,
+                                seed=seed, should_stop=should_stop, progress=progress)
+    return None if result is None else result[0]
+
+
 def analytic_diffusion(model, diffusion: GaussianDiffusion, x0: torch.Tensor,
                        data_variance: float, **kwargs) -> tuple[GaussianDiffusion, np.ndarray] | None:
     """(the diffusion whose reverse steps use Analytic-DPM's clipped sigma*^2 (S,), that

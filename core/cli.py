@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="samples for the 2-D log-likelihood (default 2000)")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--variance", choices=("model", "analytic"), default="model",
+                    help="reverse-step variance for the bound and the samples: the model's "
+                         "(default) or Analytic-DPM's sigma*^2")
     ev.add_argument("--device", default="auto")
     return parser
 
@@ -379,11 +382,18 @@ def cmd_evaluate(args) -> int:
     dataset = _training_data(args.checkpoint, checkpoint)
     model = checkpoint.build_model(ema=True, device=device)
     diffusion = checkpoint.build_diffusion()
+    if args.variance == "analytic":
+        from core.analytic_dpm import analytic_diffusion_from_data, gamma_sample
+
+        diffusion = analytic_diffusion_from_data(
+            model, diffusion, gamma_sample(dataset.train, seed=args.seed),
+            data_shape=checkpoint.data_shape, num_classes=checkpoint.num_classes,
+            seed=args.seed, device=device)
     bound = nll_bound(model, diffusion, dataset.test, n=args.n, batch_size=args.batch_size,
                       num_classes=checkpoint.num_classes, seed=args.seed, device=device)
     key = "bits_per_dim" if bound["unit"] == "bits/dim" else "nats_per_dim"
     result = {"checkpoint": str(args.checkpoint), "dataset": dataset.name,
-              "step": checkpoint.step, "kind": checkpoint.data_kind,
+              "step": checkpoint.step, "kind": checkpoint.data_kind, "variance": args.variance,
               key: bound["mean"], f"{key}_stderr": bound["stderr"], "n": bound["n"],
               "prior_" + key: bound["prior_mean"]}
     if dataset.kind == "vector" and dataset.log_density is not None:

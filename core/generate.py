@@ -159,23 +159,13 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
 def _analytic(model, respaced: GaussianDiffusion, data: torch.Tensor, data_shape, num_classes,
                seed: int, device, progress, should_stop) -> GaussianDiffusion | None:
     """The respaced diffusion with Analytic-DPM's variance, or None when stopped."""
-    from core.analytic_dpm import analytic_diffusion
+    from core.analytic_dpm import analytic_diffusion_from_data
 
-    data = torch.as_tensor(data).to(device=device, dtype=torch.float32)
-    if tuple(data.shape[1:]) != tuple(data_shape):
-        raise ValueError(f"the Analytic-DPM data sample has examples of shape "
-                         f"{tuple(data.shape[1:])}, the model's are {tuple(data_shape)}")
-    if data.shape[0] < 2:
-        raise ValueError("the Analytic-DPM variance needs a sample of at least 2 data examples")
-    data_variance = float(data.reshape(data.shape[0], -1).double().var(dim=0).mean())
-    kwargs = ({"y": torch.full((data.shape[0],), num_classes, dtype=torch.long, device=device)}
-              if num_classes is not None else None)
     steps = respaced.num_timesteps
-    result = analytic_diffusion(
-        model, respaced, data, data_variance, model_kwargs=kwargs, seed=seed,
-        should_stop=should_stop,
+    return analytic_diffusion_from_data(
+        model, respaced, data, data_shape=data_shape, num_classes=num_classes, seed=seed,
+        device=device, should_stop=should_stop,
         progress=None if progress is None else (lambda done, _total: progress(done, 2 * steps)))
-    return None if result is None else result[0]
 
 
 def _stopped_before_sampling(x_T: torch.Tensor, kind: str, diffusion: GaussianDiffusion,

@@ -91,6 +91,14 @@ def test_toy_train_sample_evaluate_and_resume(tmp_path, capsys):
                 "samples_log_likelihood_median", "data_log_likelihood_median"):
         assert isinstance(report[key], float)
     assert 0.0 <= report["samples_outlier_share"] <= 1.0
+    assert report["variance"] == "model"
+    ev2 = run_cli("evaluate", "--checkpoint", ckpt, "--n", 20, "--samples", 200, "--device", "cpu",
+                  "--variance", "analytic")
+    assert ev2.returncode == 0, ev2.stderr
+    analytic_report = json.loads(ev2.stdout)
+    assert analytic_report["variance"] == "analytic"
+    assert isinstance(analytic_report["nats_per_dim"], float)
+    assert analytic_report["nats_per_dim"] != report["nats_per_dim"]   # other step variances
 
     # the rest in-process (the same main()), to keep the suite quick
     capsys.readouterr()
