@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from safetensors import safe_open
+from checkpoint_files import rewrite
 from safetensors.torch import save_file
 from test_training import assert_same_state, tiny_config, toy_dataset, weights_of
 
@@ -103,20 +103,6 @@ def test_saving_into_a_missing_folder_is_a_clear_error(trained, tmp_path):
 
 
 # ---------------------------------------------------------------------- bad files
-def rewrite(path, target, change_metadata=None, change_tensors=None, fix_checksum=True):
-    with safe_open(str(path), framework="pt") as handle:
-        metadata = dict(handle.metadata())
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    if change_metadata:
-        change_metadata(metadata)
-    if change_tensors:
-        change_tensors(tensors)
-    if fix_checksum:
-        metadata["checksum"] = checkpoint_module._checksum(tensors)
-    save_file(tensors, str(target), metadata=metadata)
-    return target
-
-
 def bad_files(path, tmp):
     data = path.read_bytes()
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from window_factory import open_windows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # faults_helpers
 
@@ -31,24 +32,9 @@ def _isolated_settings(tmp_path_factory):
 def make_window(qtbot, tmp_path):
     """Factory: a shown MainWindow (own settings file) whose data set has loaded."""
     from app.__main__ import prewarm_torch
-    from app.main_window import MainWindow
-    from app.settings import make_settings
 
     prewarm_torch()
-    windows = []
-
-    def factory(restore: bool = False, settings_path: str | None = None):
-        path = settings_path or str(tmp_path / f"settings-{len(windows)}.ini")
-        window = MainWindow(make_settings(path), restore=restore)
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(lambda: window.session.dataset is not None, timeout=30000)
-        windows.append(window)
-        return window
-
-    yield factory
-    for window in windows:
-        window.close()
+    yield from open_windows(qtbot, lambda count: str(tmp_path / f"settings-{count}.ini"))
 
 
 @pytest.fixture

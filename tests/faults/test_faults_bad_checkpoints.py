@@ -11,6 +11,7 @@ import struct
 
 import pytest
 import torch
+from checkpoint_files import rewrite
 from faults_helpers import (
     assert_history_consistent,
     assert_same_state,
@@ -20,10 +21,8 @@ from faults_helpers import (
     tiny_config,
 )
 from PIL import Image
-from safetensors import safe_open
 from safetensors.torch import save_file
 
-import core.checkpoint as checkpoint_module
 from core.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -31,20 +30,6 @@ from core.checkpoint import (
     restore_trainer,
     save_checkpoint,
 )
-
-
-def rewritten(good, target, metadata_change=None, tensor_change=None):
-    """A copy of `good` with changed metadata/tensors and a recomputed (valid) checksum."""
-    with safe_open(str(good), framework="pt") as handle:
-        metadata = dict(handle.metadata())
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    if metadata_change:
-        metadata_change(metadata)
-    if tensor_change:
-        tensor_change(tensors)
-    metadata["checksum"] = checkpoint_module._checksum(tensors)
-    save_file(tensors, str(target), metadata=metadata)
-    return target
 
 
 def header_length(data: bytes) -> int:
@@ -93,10 +78,10 @@ def bad_files(good, folder) -> dict[str, tuple]:
     def no_config(meta):
         del meta["config"]
 
-    files["newer-format"] = (rewritten(good, folder / "newer.safetensors", newer), "newer version")
-    files["architecture-mismatch"] = (rewritten(good, folder / "arch.safetensors", other_architecture),
+    files["newer-format"] = (rewrite(good, folder / "newer.safetensors", newer), "newer version")
+    files["architecture-mismatch"] = (rewrite(good, folder / "arch.safetensors", other_architecture),
                                       "do not match the architecture")
-    files["no-config"] = (rewritten(good, folder / "noconfig.safetensors", no_config),
+    files["no-config"] = (rewrite(good, folder / "noconfig.safetensors", no_config),
                           "lacks the metadata field 'config'")
     files["missing"] = (folder / "absent.safetensors", "does not exist")
     files["folder"] = (folder, "is a folder")

@@ -233,7 +233,7 @@ def test_window_opens_with_defaults_when_the_stored_settings_are_junk(make_windo
     junk = make_settings(path)
     junk.setValue("experiment/config", stored)
     junk.sync()
-    window = make_window(restore=True, settings_path=path)
+    window = make_window(restore=True, path=path)
     assert window.experiment.validate() is not None      # a usable default experiment
     assert window.controls.startButton.isEnabled()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from window_factory import open_windows
 
 from app.settings import SETTINGS_ENV
 
@@ -38,22 +39,7 @@ def settings_path(tmp_path):
 @pytest.fixture
 def make_window(qtbot, settings_path):
     """Factory: a shown MainWindow whose data set has loaded; closed after the test."""
-    from app.main_window import MainWindow
-    from app.settings import make_settings
-
-    windows = []
-
-    def factory(restore: bool = False, path: str | None = None):
-        window = MainWindow(make_settings(path or settings_path), restore=restore)
-        qtbot.addWidget(window)
-        window.show()
-        qtbot.waitUntil(lambda: window.session.dataset is not None, timeout=30000)
-        windows.append(window)
-        return window
-
-    yield factory
-    for window in windows:
-        window.close()
+    yield from open_windows(qtbot, lambda _count: settings_path)
 
 
 @pytest.fixture
