@@ -186,6 +186,17 @@ def device_schedule(diffusion: GaussianDiffusion, device: torch.device | str):
 
 
 # ---------------------------------------------------------------------------- training
+def _check_path_and_precision(path: str, precision: str) -> None:
+    """ValueError naming the choices for a path (after "auto" is resolved) or precision
+    that does not exist."""
+    if path not in PATHS:
+        raise ValueError(f"fast path {path!r} is invalid: must be 'auto' or one of "
+                         + ", ".join(repr(p) for p in PATHS))
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is invalid: must be one of "
+                         + ", ".join(repr(p) for p in PRECISIONS))
+
+
 def _compile(model: nn.Module, mode: str) -> nn.Module:
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode {mode!r} is invalid: must be one of "
@@ -248,12 +259,7 @@ class FastTrainStep:
                  run_body_uncaptured: bool = False):
         if path == "auto":
             path = requested_path(trainer.device, bool(trainer.config.train.compile))
-        if path not in PATHS:
-            raise ValueError(f"fast path {path!r} is invalid: must be 'auto' or one of "
-                             + ", ".join(repr(p) for p in PATHS))
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r} is invalid: must be one of "
-                             + ", ".join(repr(p) for p in PRECISIONS))
+        _check_path_and_precision(path, precision)
         self.trainer = trainer
         self.path = path
         self.precision = precision
@@ -605,16 +611,11 @@ class FastSampler:
             raise ValueError(f"sampler = {sampler!r} is invalid: must be 'ddpm' or 'ddim'")
         if not math.isfinite(eta) or eta < 0:
             raise ValueError(f"eta = {eta!r} is invalid: must be a finite number >= 0")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision {precision!r} is invalid: must be one of "
-                             + ", ".join(repr(p) for p in PRECISIONS))
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         if path == "auto":
             path = "graph" if cuda else "eager"
-        if path not in PATHS:
-            raise ValueError(f"fast path {path!r} is invalid: must be 'auto' or one of "
-                             + ", ".join(repr(p) for p in PATHS))
+        _check_path_and_precision(path, precision)
         T = diffusion.num_timesteps
         if steps is None:
             steps = T if sampler == "ddpm" else min(50, T)
