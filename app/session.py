@@ -138,3 +138,11 @@ class Session(QObject):
     def training_config(self) -> ExperimentConfig | None:
         """The config the current trainer trains with (None before the first run)."""
         return getattr(self.trainer, "config", None)
+
+    def probes_fit_shown_schedule(self) -> bool:
+        """The trainer's probes belong to the schedule on screen (same schedule and T), so
+        panels may draw them over it."""
+        trained = self.training_config
+        return trained is not None and (
+            trained.diffusion.schedule, trained.diffusion.timesteps
+        ) == (self.config.diffusion.schedule, self.config.diffusion.timesteps)

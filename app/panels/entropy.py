@@ -159,12 +159,7 @@ class EntropyPanel(QWidget):
         show_in_legend(self.positionPlot, position, True)
 
     def show_probe(self, probe: dict) -> None:
-        trained = self.session.training_config
-        shown = self.session.config
-        if trained is None or probe.get("t") is None:
-            return
-        if (trained.diffusion.schedule, trained.diffusion.timesteps) != (
-                shown.diffusion.schedule, shown.diffusion.timesteps):
+        if probe.get("t") is None or not self.session.probes_fit_shown_schedule():
             return
         t = np.asarray(probe["t"], dtype=np.int64)
         if t.size == 0 or t.max() >= len(self.upper):

@@ -165,21 +165,13 @@ class SchedulePanel(QWidget):
         show_in_legend(self.ratioPlot, self.sigma_ratio, False)
         show_in_legend(self.ratioPlot, self.analytic_ratio, False)
 
-    def _matches_schedule(self) -> bool:
-        """Probes belong to the trainer's schedule; draw them only over the same one."""
-        trained = self.session.training_config
-        shown = self.session.config
-        return trained is not None and (
-            trained.diffusion.schedule, trained.diffusion.timesteps
-        ) == (shown.diffusion.schedule, shown.diffusion.timesteps)
-
     def _show_latest_probe(self) -> None:
         if self.session.probes:
             self.show_probe(self.session.probes[-1])
 
     def show_probe(self, probe: dict) -> None:
         schedule = self.session.schedule
-        if schedule is None or probe.get("t") is None or not self._matches_schedule():
+        if schedule is None or probe.get("t") is None or not self.session.probes_fit_shown_schedule():
             return
         t = np.asarray(probe["t"], dtype=np.int64)
         if t.size == 0 or t.max() >= schedule.num_timesteps:
