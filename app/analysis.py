@@ -18,7 +18,7 @@ MIXTURE_SAMPLES = 2000
 MIXTURE_CHUNK = 4  # timesteps per core call, so a stop request is seen within a fraction of a second
 MIXTURE_KEYS = ("true_variance", "true_variance_err", "true_entropy", "true_entropy_err",
                 "marginal_entropy", "marginal_entropy_err", "marginal_entropy_delta",
-                "marginal_entropy_delta_err", "eps_norm_sq", "t")
+                "marginal_entropy_delta_err", "t")
 MAX_GAUSSIAN_DIM = 4096  # the covariance of larger data would need too much memory
 
 

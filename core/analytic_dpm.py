@@ -42,6 +42,12 @@ def eps_norm_sq_estimate(eps_hat: torch.Tensor, noise: torch.Tensor) -> torch.Te
     return _gamma_from_samples(mean_flat(eps_hat.double() ** 2), mean_flat(noise.double() ** 2))
 
 
+def per_dimension_variance(x: torch.Tensor) -> float:
+    """tr Cov(x_0) / D of a sample x (N, ...), N >= 2: each dimension's unbiased variance,
+    averaged over the dimensions, in float64 (the data term of analytic_dpm_range)."""
+    return float(x.reshape(x.shape[0], -1).detach().double().var(dim=0).mean())
+
+
 def gamma_sample(train: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """A random subset of the training data for estimate_eps_norm_sq: 2^17 / D examples,
     within [128, 4096] (4,096 for 2-D toys, 167 for MNIST), or all of them if fewer. With
@@ -102,7 +108,7 @@ def analytic_diffusion_from_data(model, diffusion: GaussianDiffusion, data, *, d
                          f"{tuple(data.shape[1:])}, the model's are {tuple(data_shape)}")
     if data.shape[0] < 2:
         raise ValueError("the Analytic-DPM variance needs a sample of at least 2 data examples")
-    data_variance = float(data.reshape(data.shape[0], -1).double().var(dim=0).mean())
+    data_variance = per_dimension_variance(data)
     kwargs = ({"y": torch.full((data.shape[0],), num_classes, dtype=torch.long, device=device)}
               if num_classes is not None else None)
     result = analytic_diffusion(model, diffusion, data, data_variance, model_kwargs=kwargs,

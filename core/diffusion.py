@@ -357,14 +357,16 @@ class GaussianDiffusion:
         L_t = KL(q(x_{t-1} | x_t, x0) || p_theta(x_{t-1} | x_t)) for t >= 1 and the decoder
         NLL -log p_theta(x0 | x_1) at t = 0 (discretized Gaussian for images, Gaussian
         density for continuous data), both averaged over dimensions and divided by ln 2.
-        Returns dict(output (B,), pred_xstart (x0's shape)).
+        Returns dict(output (B,), pred_xstart (x0's shape), p_mean_variance (the dict of
+        p_mean_variance the terms were computed from)).
         """
         true_mean, _, true_log_variance = self.q_posterior_mean_variance(x0, x_t, t)
         out = self.p_mean_variance(model, x_t, t, model_kwargs, clip_denoised, model_output)
         kl = mean_flat(normal_kl(true_mean, true_log_variance, out["mean"], out["log_variance"]))
         kl = kl / math.log(2.0)
         nll = self.decoder_nll(x0, out["mean"], out["log_variance"])
-        return {"output": torch.where(t == 0, nll, kl), "pred_xstart": out["pred_xstart"]}
+        return {"output": torch.where(t == 0, nll, kl), "pred_xstart": out["pred_xstart"],
+                "p_mean_variance": out}
 
     def prior_bpd(self, x0: torch.Tensor) -> torch.Tensor:
         """KL(q(x_T | x0) || N(0, I)) in bits/dim, (B,). Not trained; near 0 for a good schedule."""

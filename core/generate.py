@@ -91,18 +91,16 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     device = torch.device(device)
     respaced = _respace(diffusion, sampler, steps)
     model_kwargs, labels = _labels(label, num_classes, guidance, n, device)
-    analytic_steps = 0
+    analytic_steps, stopped = 0, False
     if analytic_data is not None:
         if sampler != "ddpm":
             raise ValueError("the Analytic-DPM variance is for DDPM (ancestral) sampling; "
                              "DDIM sets its own noise through eta")
-        respaced = _analytic(model, respaced, analytic_data, data_shape, num_classes, seed,
+        analytic = _analytic(model, respaced, analytic_data, data_shape, num_classes, seed,
                              device, progress, should_stop)
-        if respaced is None:
-            x_T = torch.randn((n, *data_shape), generator=torch.Generator(device=device)
-                              .manual_seed(int(seed)), device=device)
-            return _stopped_before_sampling(x_T, kind, diffusion, labels)
-        analytic_steps = respaced.num_timesteps
+        stopped = analytic is None      # then the trajectory holds x_T only
+        if analytic is not None:
+            respaced, analytic_steps = analytic, analytic.num_timesteps
     if guidance != 0.0:
         model = GuidedModel(model, guidance, null_class=num_classes)
     if clip is None:
@@ -132,8 +130,8 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
         times.append(int(timestep_map[record.t]))
         variances.append(float(record.variance))
 
-    x_last, done, completed, record = x_T, 0, True, None
-    while done < total:
+    x_last, done, completed, record = x_T, 0, not stopped, None
+    while completed and done < total:
         if should_stop is not None and should_stop():
             completed = False
             break
@@ -166,19 +164,6 @@ def _analytic(model, respaced: GaussianDiffusion, data: torch.Tensor, data_shape
         model, respaced, data, data_shape=data_shape, num_classes=num_classes, seed=seed,
         device=device, should_stop=should_stop,
         progress=None if progress is None else (lambda done, _total: progress(done, 2 * steps)))
-
-
-def _stopped_before_sampling(x_T: torch.Tensor, kind: str, diffusion: GaussianDiffusion,
-                             labels) -> Trajectory:
-    """The trajectory of a run stopped before its first step: x_T only, completed=False."""
-    convert = images_to_uint8 if kind == "image" else (lambda x: x.float().cpu().numpy())
-    final = x_T.float().cpu()
-    return Trajectory(
-        timesteps=np.asarray([int(diffusion.schedule.timestep_map[-1]) + 1], dtype=np.int64),
-        x=np.stack([convert(x_T)]), pred_x0=np.stack([convert(torch.zeros_like(x_T))]),
-        variance=np.asarray([1.0]), final=final.numpy().astype(np.float32),
-        final_uint8=images_to_uint8(final) if kind == "image" else None,
-        kind=kind, completed=False, labels=labels)
 
 
 def _check_positive(name: str, value) -> None:

@@ -96,9 +96,7 @@ class MixtureReverseProcess:
         self.log_weights = np.log(np.maximum(self.weights, 1e-300))
         self.schedule = schedule
         self.dim = self.means.shape[1]
-        self.data_mean = self.weights @ self.means
-        spread = self.means - self.data_mean
-        self.data_cov = (self.weights[:, None] * spread).T @ spread + self.std**2 * np.eye(self.dim)
+        self.data_mean, self.data_cov = _moments(self.means, self.std, self.weights)
 
     # -- marginals q(x_t) -------------------------------------------------------
     def abar(self, t: int) -> float:
@@ -240,13 +238,20 @@ class MixtureReverseProcess:
         return float(np.mean(np.sum(eps**2, axis=1)) / self.dim)
 
 
+def _moments(means: np.ndarray, std: float, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean (D,), covariance (D, D)) of sum_k w_k N(m_k, s^2 I), weights summing to 1:
+    the weighted spread of the means plus s^2 I."""
+    mean = weights @ means
+    spread = means - mean
+    return mean, (weights[:, None] * spread).T @ spread + std**2 * np.eye(means.shape[1])
+
+
 def mixture_data_variance(mixture) -> float:
     """tr Cov(x_0) / D of an isotropic Gaussian mixture: spread of the means plus s^2."""
     means = np.asarray(mixture.means, dtype=np.float64)
     weights = np.asarray(mixture.weights, dtype=np.float64)
-    weights = weights / weights.sum()
-    spread = means - weights @ means
-    return float(weights @ np.sum(spread**2, axis=1) / means.shape[1] + float(mixture.std) ** 2)
+    _, cov = _moments(means, float(mixture.std), weights / weights.sum())
+    return float(np.trace(cov) / means.shape[1])
 
 
 def reverse_process_curves(mixture, schedule: NoiseSchedule, timesteps, n: int = 4000,
@@ -257,9 +262,9 @@ def reverse_process_curves(mixture, schedule: NoiseSchedule, timesteps, n: int =
     true_entropy (+ _err): H(X_{t-1}|X_t) in nats per dimension (paired draws);
     marginal_entropy (+ _err): H(X_t) in nats per dimension (its own draws);
     marginal_entropy_delta (+ _err): H(X_t) - H(X_{t-1}) per dimension (the same paired
-        draws as true_entropy, so the two are consistent to rounding);
-    eps_norm_sq: E|E[eps|x_t]|^2 / D; analytic_variance: Analytic-DPM's sigma*^2 from it
-    (equal to true_variance up to Monte Carlo error: the exact score is the best network).
+        draws as true_entropy, so the two are consistent to rounding).
+    (Analytic-DPM's sigma*^2 with the exact score equals true_variance: see eps_norm_sq and
+    core.analytic_dpm.)
     """
     process = MixtureReverseProcess(mixture, schedule)
     rng = np.random.default_rng(seed)
@@ -268,7 +273,7 @@ def reverse_process_curves(mixture, schedule: NoiseSchedule, timesteps, n: int =
     out = {name: np.zeros(len(ts)) for name in (
         "true_variance", "true_variance_err", "true_entropy", "true_entropy_err",
         "marginal_entropy", "marginal_entropy_err", "marginal_entropy_delta",
-        "marginal_entropy_delta_err", "eps_norm_sq")}
+        "marginal_entropy_delta_err")}
     for i, t in enumerate(ts.tolist()):
         var = process.expected_reverse_variance(t, n, rng)
         change = process.entropy_change(t, n, rng)
@@ -280,7 +285,5 @@ def reverse_process_curves(mixture, schedule: NoiseSchedule, timesteps, n: int =
         out["marginal_entropy_err"][i] = marginal.stderr / dim
         out["marginal_entropy_delta"][i] = -change.value / dim
         out["marginal_entropy_delta_err"][i] = change.stderr / dim
-        out["eps_norm_sq"][i] = process.eps_norm_sq(t, n, rng)
-    out["analytic_variance"] = analytic_dpm_variance(schedule, out["eps_norm_sq"], ts)
     out["t"] = ts
     return out

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from core import distributed
-from core.analytic_dpm import analytic_dpm_variance, eps_norm_sq_estimate
+from core.analytic_dpm import analytic_dpm_variance, eps_norm_sq_estimate, per_dimension_variance
 from core.config import ConfigError, ExperimentConfig
 from core.diffusion import GaussianDiffusion, mean_flat
 from core.ema import EMA, effective_decay, make_ema
@@ -541,9 +541,9 @@ class Trainer:
                 out = self.diffusion.run_model(model, x_t, t, kwargs)
                 mean_channels = out[:, : x0.shape[1]]
                 target = self.diffusion.target_from_x0_eps(x0, noise, t)
-                pmv = self.diffusion.p_mean_variance(None, x_t, t, model_output=out)
-                row = [mean_flat((target - mean_channels) ** 2).mean(),
-                       self.diffusion.vlb_terms(None, x0, x_t, t, model_output=out)["output"].mean(),
+                terms = self.diffusion.vlb_terms(None, x0, x_t, t, model_output=out)
+                pmv = terms["p_mean_variance"]
+                row = [mean_flat((target - mean_channels) ** 2).mean(), terms["output"].mean(),
                        eps_norm_sq_estimate(pmv["pred_eps"], noise)]
                 if learned:
                     v, log_var = pmv["v_frac"], pmv["log_variance"]
@@ -590,10 +590,7 @@ def _data_variance(train: torch.Tensor, limit: int = 5000) -> float:
     """tr Cov(x_0) / D: the per-dimension variance of up to `limit` training examples, mean
     over dimensions (the Analytic-DPM clip's data term)."""
     count = min(limit, train.shape[0])
-    if count < 2:
-        return 1.0
-    x = train[:count].reshape(count, -1).detach().to("cpu", torch.float64)
-    return float(x.var(dim=0).mean())
+    return per_dimension_variance(train[:count].cpu()) if count >= 2 else 1.0
 
 
 def _adamw(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
