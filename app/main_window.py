@@ -77,7 +77,7 @@ def describe_model_task(cfg: ExperimentConfig, dataset):
     """A job that builds the model of `cfg` for `dataset` and describes it layer by layer."""
     def task(_progress, _should_stop):
         from core.models import build_model, describe_model
-        from core.training import model_num_classes
+        from core.build import model_num_classes
 
         learned = cfg.diffusion.variance_type == "learned_range"
         model = build_model(cfg.model, dataset.shape, model_num_classes(cfg, dataset),
@@ -454,7 +454,7 @@ class MainWindow(QMainWindow):
         self._start_fresh(cfg)
 
     def _same_device(self, trainer, cfg) -> bool:
-        from core.training import resolve_device
+        from core.device import resolve_device
 
         try:
             return resolve_device(cfg.train.device) == trainer.device
@@ -769,7 +769,7 @@ class MainWindow(QMainWindow):
         if trainer is not None:
             device = trainer.device
         else:
-            from core.training import resolve_device
+            from core.device import resolve_device
 
             try:
                 device = resolve_device(self.session.config.train.device)

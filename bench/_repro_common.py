@@ -207,7 +207,8 @@ def train_snapshots(config, dataset, snapshot_steps, *, cache: bool = True, labe
     import torch
 
     from core.models import build_model
-    from core.training import Trainer, build_diffusion
+    from core.build import diffusion_from_config as build_diffusion
+    from core.training import Trainer
 
     snapshot_steps = [int(s) for s in snapshot_steps]
     if not snapshot_steps or sorted(set(snapshot_steps)) != snapshot_steps or snapshot_steps[0] < 1:

@@ -1,6 +1,6 @@
 """Sampling speed: DDPM-1000 and DDIM-50 for 64 images at 32x32, ours against the peers.
 
-Ours: core.fast_step.FastSampler (one reverse step captured as a CUDA graph and replayed for
+Ours: core.sampling.FastSampler (one reverse step captured as a CUDA graph and replayed for
 every t on a GPU; eager elsewhere) on our UNet matched to each peer (bench/_bench_common.py).
 Peers (when installed): sampled exactly as shared/reference/peer_bench.py does it
 (lucidrains: GaussianDiffusion.sample with DDPM or DDIM; diffusers: the DDPMScheduler /
@@ -70,9 +70,9 @@ def parse_args(argv):
 
 # ---------------------------------------------------------------------------- ours
 def build_ours(match: str, args) -> dict:
-    from core.fast_step import FastSampler
+    from core.build import diffusion_from_config
     from core.models import build_model
-    from core.training import build_diffusion
+    from core.sampling import FastSampler
 
     config = common.our_config(match, args.size, args.images, args.device, 10)
     image = common.SIZES[args.size]["image"]
@@ -81,7 +81,7 @@ def build_ours(match: str, args) -> dict:
     model = model.to(args.device).eval().requires_grad_(False)
     if args.device.startswith("cuda"):
         model = model.to(memory_format=torch.channels_last)
-    diffusion = build_diffusion(config, "image")
+    diffusion = diffusion_from_config(config, "image")
     shape = (args.images, 3, image, image)
     samplers = {
         kind: FastSampler(model, diffusion, shape, sampler=kind, steps=steps, device=args.device,

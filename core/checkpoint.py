@@ -35,10 +35,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from core.build import diffusion_from_config, model_from_config
 from core.config import ConfigError, ExperimentConfig
 from core.diffusion import GaussianDiffusion
-from core.models import build_model
-from core.training import HISTORY_KEYS, Trainer, build_diffusion
+from core.training import HISTORY_KEYS, Trainer
 
 FORMAT_NAME = "diffusion-explorer-checkpoint"
 FORMAT_VERSION = 1
@@ -85,7 +85,7 @@ class Checkpoint:
 
     def build_diffusion(self) -> GaussianDiffusion:
         """The diffusion the model was trained with."""
-        return build_diffusion(self.config, self.data_kind)
+        return diffusion_from_config(self.config, self.data_kind)
 
     def build_model(self, ema: bool = True, device="cpu") -> nn.Module:
         """The network with the EMA (or raw) weights, frozen, in eval mode on `device`."""
@@ -395,10 +395,9 @@ def _history(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
 
 def _empty_model(checkpoint: Checkpoint) -> nn.Module:
     """The checkpoint's architecture with uninitialised weights."""
-    learn_sigma = checkpoint.config.diffusion.variance_type == "learned_range"
     try:
-        return build_model(checkpoint.config.model, checkpoint.data_shape,
-                           checkpoint.num_classes, learn_sigma=learn_sigma)
+        return model_from_config(checkpoint.config, checkpoint.data_shape,
+                                 checkpoint.num_classes)
     except (ConfigError, ValueError) as exc:
         raise CheckpointError(checkpoint.path, f"describes a model that cannot be built ({exc})") from None
 

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+import core.samplers as sampler_registry
+from core.samplers.base import VARIANCE
+
 EXIT_RUNTIME, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 OOM_ADVICE = ("out of memory: lower train.batch_size or the model size (model.channels, "
               "model.hidden) in the config, sample fewer at once (--n, --batch-size), or choose "
@@ -63,15 +66,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(smp)
     smp.add_argument("--checkpoint", required=True)
     smp.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
-    smp.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddpm")
-    smp.add_argument("--steps", type=int, help="sampling steps (default: all T for ddpm, 50 for ddim)")
-    smp.add_argument("--eta", type=float, default=0.0, help="DDIM noise scale (default 0)")
+    samplers = sampler_registry.samplers()
+    smp.add_argument("--sampler", choices=[spec.name for spec in samplers],
+                     default=sampler_registry.DEFAULT_SAMPLER,
+                     help="; ".join(f"{spec.name}: {spec.label}" for spec in samplers)
+                          + f" (default {sampler_registry.DEFAULT_SAMPLER})")
+    smp.add_argument("--steps", type=int, help="sampling steps (default: the sampler's, e.g. "
+                     "all T for ddpm, 50 for ddim)")
     smp.add_argument("--guidance", type=float, default=0.0, help="classifier-free guidance scale w")
     smp.add_argument("--label", type=int, help="class to sample (class-conditional models)")
     smp.add_argument("--seed", type=int, default=0)
-    smp.add_argument("--variance", choices=("model", "analytic"), default="model",
-                     help="ddpm step variance: the model's (default) or Analytic-DPM's sigma*^2, "
-                          "estimated first on a sample of the training data")
+    for option in sampler_registry.all_options().values():
+        users = ", ".join(spec.name for spec in samplers if option in spec.options)
+        if option.kind == "choice":
+            smp.add_argument(f"--{option.name}", choices=[v for v, _ in option.choices],
+                             default=None, help=f"{option.help} (for {users}; default "
+                             f"{option.default})")
+        else:
+            smp.add_argument(f"--{option.name}", type=float, default=None,
+                             help=f"{option.help} (for {users}; {option.low:g} to "
+                                  f"{option.high:g}, default {option.default:g})")
     smp.add_argument("--device", default="auto")
     smp.add_argument("--out", help="PNG file: an image grid, or a scatter plot for 2-D data")
     smp.add_argument("--npy", help=".npy file of the final samples in data space")
@@ -88,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="samples for the 2-D log-likelihood (default 2000)")
     ev.add_argument("--batch-size", type=int, default=64)
     ev.add_argument("--seed", type=int, default=0)
-    ev.add_argument("--variance", choices=("model", "analytic"), default="model",
+    ev.add_argument("--variance", choices=[value for value, _ in VARIANCE.choices],
+                    default=VARIANCE.default,
                     help="reverse-step variance for the bound and the samples: the model's "
                          "(default) or Analytic-DPM's sigma*^2")
     ev.add_argument("--device", default="auto")
@@ -153,7 +168,7 @@ def _check_positive(name: str, value) -> None:
 def cmd_train(args) -> int:
     from core import distributed
     from core.checkpoint import save_checkpoint, trainer_from_checkpoint
-    from core.config import ExperimentConfig
+    from core.config import ConfigError, ExperimentConfig
     from core.presets import load_preset
     from core.training import Trainer, TrainingDiverged
 
@@ -172,7 +187,10 @@ def cmd_train(args) -> int:
             config.train.device = args.device
         if args.steps is not None:
             config.train.steps = args.steps
-        config.validate()
+        try:
+            config.validate()
+        except ConfigError as exc:
+            raise (exc.in_file(args.config) if args.config else exc) from None
     if not out.parent.is_dir():
         raise UsageError(f"--out: the folder {out.parent} does not exist")
 
@@ -327,8 +345,9 @@ def _dump_weights_for_tests(trainer) -> None:
 # ---------------------------------------------------------------------- sample
 def cmd_sample(args) -> int:
     from core.checkpoint import load_checkpoint
+    from core.config import ConfigError, SamplingConfig
+    from core.device import resolve_device
     from core.generate import sample
-    from core.training import resolve_device
 
     _check_positive("--n", args.n)
     _check_positive("--steps", args.steps)
@@ -337,18 +356,34 @@ def cmd_sample(args) -> int:
     for option, value in (("--out", args.out), ("--npy", args.npy)):
         if value and not Path(value).parent.is_dir():
             raise UsageError(f"{option}: the folder {Path(value).parent} does not exist")
-    if args.variance == "analytic" and args.sampler != "ddpm":
-        raise UsageError("--variance analytic is for --sampler ddpm (DDIM sets its noise by --eta)")
+    spec = sampler_registry.get_sampler(args.sampler)
+    options = {}
+    for name in sampler_registry.all_options():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        if name not in spec.option_names() and value != sampler_registry.all_options()[name].default:
+            raise UsageError(f"--{name} is not an option of --sampler {spec.name}; "
+                             f"{spec.name} takes " + (", ".join(f"--{o}" for o in spec.option_names())
+                                                      or "no options"))
+        options[name] = value
+    request = SamplingConfig(sampler=spec.name, steps=args.steps, n=args.n, seed=args.seed,
+                             guidance=args.guidance, label=args.label, options=options)
+    try:
+        request.validate()
+    except ConfigError as exc:
+        raise UsageError(f"--{exc.field.split('.', 1)[1]}: {exc.allowed}") from None
+    chosen = request.sampler_options()
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.build_model(ema=True, device=device)
     analytic = None
-    if args.variance == "analytic":
+    if chosen.get(VARIANCE.name) == "analytic":
         from core.analytic_dpm import gamma_sample
 
         analytic = gamma_sample(_training_data(args.checkpoint, checkpoint).train, seed=args.seed)
     trajectory = sample(model, checkpoint.build_diffusion(), args.n, checkpoint.data_shape,
-                        sampler=args.sampler, steps=args.steps, eta=args.eta,
+                        sampler=spec.name, steps=args.steps, options=chosen,
                         guidance=args.guidance, label=args.label,
                         num_classes=checkpoint.num_classes, seed=args.seed,
                         record_every=10**9, data_box=checkpoint.data_box,
@@ -371,8 +406,8 @@ def cmd_sample(args) -> int:
 # ---------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
     from core.checkpoint import load_checkpoint
+    from core.device import resolve_device
     from core.metrics import nll_bound, sample_log_likelihood
-    from core.training import resolve_device
 
     _check_positive("--n", args.n)
     _check_positive("--samples", args.samples)

@@ -12,24 +12,78 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-SCHEDULES = ("linear", "cosine", "sigmoid", "quadratic")
-MEAN_TYPES = ("eps", "x0", "v")
-VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned_range")
-LOSS_TYPES = ("simple", "hybrid", "vlb")
-TIMESTEP_SAMPLERS = ("uniform", "loss-aware")
+from core.data.registry import DEFAULT_DATASET
+from core.options import LossType, MeanType, VarType
+from core.samplers import DEFAULT_SAMPLER, all_options, get_sampler, sampler_names
+from core.schedule import SCHEDULE_NAMES
+from core.timestep_sampler import TIMESTEP_SAMPLER_NAMES
+
+SCHEDULES = SCHEDULE_NAMES
+MEAN_TYPES = MeanType.names()
+VARIANCE_TYPES = VarType.names()
+LOSS_TYPES = LossType.names()
+TIMESTEP_SAMPLERS = TIMESTEP_SAMPLER_NAMES
 MODEL_KINDS = ("auto", "unet", "mlp")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-SAMPLERS = ("ddpm", "ddim")
+
+# The numeric range of every bounded integer or float setting, defined once: validation
+# reads it and so do the app's spin boxes. (low, high); high None means unbounded.
+LIMITS: dict[str, tuple[float, float | None]] = {
+    "model.channels": (8, 1024),
+    "model.num_res_blocks": (1, 8),
+    "model.num_heads": (1, 64),
+    "model.dropout": (0.0, 0.9),
+    "model.hidden": (8, 8192),
+    "model.mlp_blocks": (1, 32),
+    "diffusion.timesteps": (2, 20000),
+    "diffusion.lambda_vlb": (0.0, 1000.0),
+    "train.num_samples": (16, 10_000_000),
+    "train.label_dropout": (0.0, 1.0),
+    "train.batch_size": (1, 65536),
+    "train.lr": (0.0, 1.0),                      # lr > 0 (the low end is open)
+    "train.weight_decay": (0.0, 1.0),
+    "train.warmup_steps": (0, None),
+    "train.grad_clip": (0.0, 1e6),
+    "train.ema_decay": (0.0, 1.0),               # < 1 (1 never updates)
+    "train.steps": (1, 100_000_000),
+    "train.seed": (0, 2**31 - 1),
+    "train.log_every": (1, None),
+    "train.probe_every": (0, None),
+    "train.probe_timesteps": (2, 1000),
+    "train.checkpoint_every": (0, None),
+    "sampling.n": (1, 100_000),
+    "sampling.steps": (1, 20000),
+    "sampling.seed": (0, 2**63 - 1),
+    "sampling.guidance": (0.0, 100.0),
+}
+
+
+def limits(name: str) -> tuple[float, float | None]:
+    """The (low, high) range of a setting named "section.field" (see LIMITS)."""
+    return LIMITS[name]
 
 
 class ConfigError(ValueError):
-    """A setting is invalid. `field` is the dotted field name (e.g. "train.batch_size")."""
+    """A setting is invalid. `field` is the dotted field name (e.g. "train.batch_size"), or
+    "config" for the file or text as a whole; `source` the file it came from, if any.
 
-    def __init__(self, field: str, value: Any, allowed: str):
+    str(): "[source: ]field = value is invalid: allowed", or for the whole file
+    "source: allowed" (e.g. "bad.json: not valid JSON: Expecting ... (line 1, column 2)")."""
+
+    def __init__(self, field: str, value: Any, allowed: str, source: str | None = None):
         self.field = field
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field} = {value!r} is invalid: {allowed}")
+        self.source = source
+        if field == "config" and source:
+            text = allowed
+        else:
+            text = f"{field} = {value!r} is invalid: {allowed}"
+        super().__init__(f"{source}: {text}" if source else text)
+
+    def in_file(self, source: str) -> ConfigError:
+        """The same error, naming the file it came from."""
+        return ConfigError(self.field, self.value, self.allowed, source=str(source))
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -37,7 +91,8 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ConfigError(name, value, "must be one of " + ", ".join(repr(c) for c in choices))
 
 
-def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+def _check_int(name: str, value: Any) -> None:
+    lo, hi = LIMITS[name]
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(name, value, "must be an integer")
     if value < lo or (hi is not None and value > hi):
@@ -45,7 +100,8 @@ def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
         raise ConfigError(name, value, f"must be {rng}")
 
 
-def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool = False) -> None:
+def _check_float(name: str, value: Any, lo_open: bool = False) -> None:
+    lo, hi = LIMITS[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(name, value, "must be a finite number")
     if value < lo or value > hi or (lo_open and value == lo):
@@ -71,9 +127,10 @@ class ModelConfig:
     hidden: int = 128
     mlp_blocks: int = 3
 
-    def validate(self, prefix: str = "model") -> None:
+    def validate(self) -> None:
+        prefix = "model"
         _check_choice(f"{prefix}.kind", self.kind, MODEL_KINDS)
-        _check_int(f"{prefix}.channels", self.channels, 8, 1024)
+        _check_int(f"{prefix}.channels", self.channels)
         if self.channels % 8:
             raise ConfigError(f"{prefix}.channels", self.channels,
                               "must be a multiple of 8 (GroupNorm uses 8 groups or more)")
@@ -84,16 +141,16 @@ class ModelConfig:
                               "must be a non-empty list of integers between 1 and 16")
         if len(self.channel_mult) > 5:
             raise ConfigError(f"{prefix}.channel_mult", self.channel_mult, "must have at most 5 levels")
-        _check_int(f"{prefix}.num_res_blocks", self.num_res_blocks, 1, 8)
+        _check_int(f"{prefix}.num_res_blocks", self.num_res_blocks)
         if not isinstance(self.attention_resolutions, (tuple, list)) or not all(
                 isinstance(r, int) and not isinstance(r, bool) and r >= 1
                 for r in self.attention_resolutions):
             raise ConfigError(f"{prefix}.attention_resolutions", self.attention_resolutions,
                               "must be a list of positive integers (feature-map sizes)")
-        _check_int(f"{prefix}.num_heads", self.num_heads, 1, 64)
-        _check_float(f"{prefix}.dropout", self.dropout, 0.0, 0.9)
-        _check_int(f"{prefix}.hidden", self.hidden, 8, 8192)
-        _check_int(f"{prefix}.mlp_blocks", self.mlp_blocks, 1, 32)
+        _check_int(f"{prefix}.num_heads", self.num_heads)
+        _check_float(f"{prefix}.dropout", self.dropout)
+        _check_int(f"{prefix}.hidden", self.hidden)
+        _check_int(f"{prefix}.mlp_blocks", self.mlp_blocks)
 
 
 @dataclass
@@ -110,13 +167,19 @@ class DiffusionConfig:
     lambda_vlb: float = 0.001
     timestep_sampler: str = "uniform"
 
-    def validate(self, prefix: str = "diffusion") -> None:
+    @property
+    def learns_sigma(self) -> bool:
+        """The network must output the variance too (learned_range)."""
+        return VarType.parse(self.variance_type, "diffusion.variance_type").learns_sigma
+
+    def validate(self) -> None:
+        prefix = "diffusion"
         _check_choice(f"{prefix}.schedule", self.schedule, SCHEDULES)
-        _check_int(f"{prefix}.timesteps", self.timesteps, 2, 20000)
+        _check_int(f"{prefix}.timesteps", self.timesteps)
         _check_choice(f"{prefix}.mean_type", self.mean_type, MEAN_TYPES)
         _check_choice(f"{prefix}.variance_type", self.variance_type, VARIANCE_TYPES)
         _check_choice(f"{prefix}.loss_type", self.loss_type, LOSS_TYPES)
-        _check_float(f"{prefix}.lambda_vlb", self.lambda_vlb, 0.0, 1000.0)
+        _check_float(f"{prefix}.lambda_vlb", self.lambda_vlb)
         _check_choice(f"{prefix}.timestep_sampler", self.timestep_sampler, TIMESTEP_SAMPLERS)
         if self.timestep_sampler == "loss-aware" and self.loss_type == "simple":
             raise ConfigError(f"{prefix}.timestep_sampler", self.timestep_sampler,
@@ -127,7 +190,7 @@ class DiffusionConfig:
 class TrainConfig:
     """Data and optimisation. dataset is a name known to core.data or a path."""
 
-    dataset: str = "8gaussians"
+    dataset: str = DEFAULT_DATASET
     image_size: int = 28
     grayscale: bool = True
     num_samples: int = 20000          # size of generated 2-D toy data sets
@@ -148,32 +211,33 @@ class TrainConfig:
     checkpoint_every: int = 0         # 0: only at the end
     compile: bool = False
 
-    def validate(self, prefix: str = "train") -> None:
+    def validate(self) -> None:
+        prefix = "train"
         if not isinstance(self.dataset, str) or not self.dataset.strip():
             raise ConfigError(f"{prefix}.dataset", self.dataset, "must name a data set or a path")
         if not isinstance(self.image_size, int) or self.image_size not in (8, 16, 28, 32, 64):
             raise ConfigError(f"{prefix}.image_size", self.image_size, "must be one of 8, 16, 28, 32, 64")
         if not isinstance(self.grayscale, bool):
             raise ConfigError(f"{prefix}.grayscale", self.grayscale, "must be true or false")
-        _check_int(f"{prefix}.num_samples", self.num_samples, 16, 10_000_000)
+        _check_int(f"{prefix}.num_samples", self.num_samples)
         if not isinstance(self.class_conditional, bool):
             raise ConfigError(f"{prefix}.class_conditional", self.class_conditional, "must be true or false")
-        _check_float(f"{prefix}.label_dropout", self.label_dropout, 0.0, 1.0)
-        _check_int(f"{prefix}.batch_size", self.batch_size, 1, 65536)
-        _check_float(f"{prefix}.lr", self.lr, 0.0, 1.0, lo_open=True)
-        _check_float(f"{prefix}.weight_decay", self.weight_decay, 0.0, 1.0)
-        _check_int(f"{prefix}.warmup_steps", self.warmup_steps, 0)
-        _check_float(f"{prefix}.grad_clip", self.grad_clip, 0.0, 1e6)
-        _check_float(f"{prefix}.ema_decay", self.ema_decay, 0.0, 1.0)
+        _check_float(f"{prefix}.label_dropout", self.label_dropout)
+        _check_int(f"{prefix}.batch_size", self.batch_size)
+        _check_float(f"{prefix}.lr", self.lr, lo_open=True)
+        _check_float(f"{prefix}.weight_decay", self.weight_decay)
+        _check_int(f"{prefix}.warmup_steps", self.warmup_steps)
+        _check_float(f"{prefix}.grad_clip", self.grad_clip)
+        _check_float(f"{prefix}.ema_decay", self.ema_decay)
         if self.ema_decay == 1.0:
             raise ConfigError(f"{prefix}.ema_decay", self.ema_decay, "must be below 1 (1 never updates)")
-        _check_int(f"{prefix}.steps", self.steps, 1, 100_000_000)
-        _check_int(f"{prefix}.seed", self.seed, 0, 2**31 - 1)
+        _check_int(f"{prefix}.steps", self.steps)
+        _check_int(f"{prefix}.seed", self.seed)
         _check_choice(f"{prefix}.device", self.device, DEVICES)
-        _check_int(f"{prefix}.log_every", self.log_every, 1)
-        _check_int(f"{prefix}.probe_every", self.probe_every, 0)
-        _check_int(f"{prefix}.probe_timesteps", self.probe_timesteps, 2, 1000)
-        _check_int(f"{prefix}.checkpoint_every", self.checkpoint_every, 0)
+        _check_int(f"{prefix}.log_every", self.log_every)
+        _check_int(f"{prefix}.probe_every", self.probe_every)
+        _check_int(f"{prefix}.probe_timesteps", self.probe_timesteps)
+        _check_int(f"{prefix}.checkpoint_every", self.checkpoint_every)
         if not isinstance(self.compile, bool):
             raise ConfigError(f"{prefix}.compile", self.compile, "must be true or false")
 
@@ -220,22 +284,104 @@ class ExperimentConfig:
 
     @classmethod
     def from_json(cls, text: str) -> ExperimentConfig:
+        """Parse and check the types of a JSON config (call validate() for the ranges)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError("config", text[:40], f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise ConfigError("config", text[:40], f"not valid JSON: {exc.msg} (line "
+                                                   f"{exc.lineno}, column {exc.colno})") from None
         except (ValueError, RecursionError) as exc:  # an integer of > 4300 digits, deep nesting
-            raise ConfigError("config", text[:40], f"is not usable JSON ({type(exc).__name__}: "
-                                                   f"{str(exc).split(';')[0]})") from None
+            raise ConfigError("config", text[:40], f"not usable JSON: {type(exc).__name__}: "
+                                                   f"{str(exc).split(';')[0]}") from None
         return cls.from_dict(data)
 
     @classmethod
     def load(cls, path: str | Path) -> ExperimentConfig:
+        """The config in a JSON file, its types checked (validate() checks the ranges: wrap
+        its error with `in_file(path)`). Every ConfigError names the file (its `source`)
+        and, where one field is at fault, the field."""
         try:
             text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError("config", str(path), f"cannot be read ({exc.strerror or exc})") from None
-        return cls.from_json(text)
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError("config", str(path), f"cannot be read ({why})",
+                              source=str(path)) from None
+        try:
+            return cls.from_json(text)
+        except ConfigError as exc:
+            raise exc.in_file(str(path)) from None
+
+
+@dataclass
+class SamplingConfig:
+    """One sampling request, validated against the sampler registry (core.samplers).
+
+    sampler: a registered name; steps: reverse steps (None: the sampler's default for the
+    model's T); n: samples; seed; guidance: classifier-free guidance w (needs a label);
+    label: a class or None (unconditional); options: the sampler's settings by name (e.g.
+    eta for DDIM; options of other samplers are kept but not used).
+    """
+
+    sampler: str = DEFAULT_SAMPLER
+    steps: int | None = None
+    n: int = 64
+    seed: int = 0
+    guidance: float = 0.0
+    label: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    FIELDS = ("sampler", "steps", "n", "seed", "guidance", "label")
+
+    def validate(self, num_timesteps: int | None = None) -> SamplingConfig:
+        """Check every field (steps also against the model's T when given); ConfigError
+        ("sampling.<field>") otherwise. Returns self."""
+        _check_choice("sampling.sampler", self.sampler, sampler_names())
+        if self.steps is not None:
+            _check_int("sampling.steps", self.steps)
+            if num_timesteps is not None and self.steps > num_timesteps:
+                raise ConfigError("sampling.steps", self.steps,
+                                  f"the model has only {num_timesteps} timesteps")
+        _check_int("sampling.n", self.n)
+        _check_int("sampling.seed", self.seed)
+        _check_float("sampling.guidance", self.guidance)
+        if self.label is not None:
+            if isinstance(self.label, bool) or not isinstance(self.label, int) or self.label < 0:
+                raise ConfigError("sampling.label", self.label, "must be a class index >= 0")
+        known = all_options()
+        for name, value in self.options.items():
+            if name not in known:
+                raise ConfigError(f"sampling.{name}", value, "unknown sampler option; known: "
+                                  + ", ".join(sorted(known)))
+            try:
+                known[name].check(value)
+            except ValueError as exc:
+                raise ConfigError(f"sampling.{name}", value,
+                                  str(exc).split("is invalid: ", 1)[-1]) from None
+        return self
+
+    def sampler_options(self) -> dict[str, Any]:
+        """The chosen sampler's options: the given values, else their defaults."""
+        return get_sampler(self.sampler).resolve_options(self.options)
+
+    def steps_for(self, num_timesteps: int) -> int:
+        """The steps of this request for a model of T timesteps (the default when None)."""
+        if self.steps is not None:
+            return self.steps
+        return get_sampler(self.sampler).default_steps(num_timesteps)
+
+    def to_params(self) -> dict[str, Any]:
+        """A flat dict (the app's settings): the fields and every option by name."""
+        params = {name: getattr(self, name) for name in self.FIELDS}
+        params.update(self.options)
+        return params
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> SamplingConfig:
+        """From a flat dict as to_params makes; keys that are neither fields nor options of
+        a registered sampler are ignored (settings of an older version). Not validated."""
+        options = all_options()
+        fields_ = {k: v for k, v in params.items() if k in cls.FIELDS}
+        return cls(**fields_, options={k: v for k, v in params.items() if k in options})
 
 
 def _section(cls: type, data: Any, prefix: str):

@@ -18,7 +18,6 @@ bits per dimension of a continuous density: a differential quantity that can be 
 from __future__ import annotations
 
 import math
-from enum import Enum
 
 import numpy as np
 import torch
@@ -28,44 +27,11 @@ from core.distributions import (
     gaussian_log_likelihood,
     normal_kl,
 )
-from core.schedule import NoiseSchedule, extract
+from core.options import DataKind, LossType, MeanType, VarType
+from core.schedule import NoiseSchedule
 
-
-class MeanType(Enum):
-    """What the model's mean channels predict."""
-
-    EPS = "eps"  # the noise eps in x_t = sqrt(abar) x0 + sqrt(1-abar) eps
-    X0 = "x0"  # x0 itself
-    V = "v"  # v = sqrt(abar) eps - sqrt(1-abar) x0 (Salimans & Ho 2022)
-
-
-class VarType(Enum):
-    """The reverse-process variance Sigma_theta(x_t, t)."""
-
-    FIXED_SMALL = "fixed_small"  # beta-tilde_t (posterior variance; log clipped at t=0)
-    FIXED_LARGE = "fixed_large"  # beta_t, except beta-tilde_1 at t=0 (improved DDPM)
-    LEARNED_RANGE = "learned_range"  # exp(v log beta_t + (1-v) log beta-tilde_t)
-
-
-class LossType(Enum):
-    SIMPLE = "simple"  # MSE on the mean type's target
-    HYBRID = "hybrid"  # simple + lambda_vlb * T * vlb_t with a stop-gradient mean
-    VLB = "vlb"  # the per-t VLB term itself
-
-
-class DataKind(Enum):
-    IMAGE = "image"  # 8-bit images in [-1, 1]: discretized Gaussian decoder
-    CONTINUOUS = "continuous"  # real vectors: Gaussian density decoder
-
-
-def _as_enum(enum_cls, value, field: str):
-    if isinstance(value, enum_cls):
-        return value
-    try:
-        return enum_cls(value)
-    except ValueError:
-        allowed = ", ".join(repr(m.value) for m in enum_cls)
-        raise ValueError(f"{field} = {value!r} is invalid: must be one of {allowed}") from None
+__all__ = ["DataKind", "GaussianDiffusion", "LossType", "MeanType", "VarType", "clip_bounds",
+           "mean_flat"]
 
 
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
@@ -73,23 +39,34 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1).mean(dim=1)
 
 
-def clip_bounds(clip, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(low, high) tensors on like's device and dtype for clamping x0 estimates, or None.
+def clip_bounds(clip, like: torch.Tensor):
+    """(low, high) for clamping x0 estimates, or None.
 
-    clip: False/None -> None; True -> (-1, 1), the range of images; (low, high) -> that box,
-    each a number or an array/tensor broadcastable to `like` (per-dimension bounds (D,) for
-    vectors (N, D)). Bounds already on the device in like's dtype are used as they are, so
-    no copy happens inside a captured CUDA graph."""
+    clip: False/None -> None; True -> (-1.0, 1.0), the range of images; (low, high) -> that
+    box. Numbers stay Python floats (kernel arguments: no tensor is made, so a captured CUDA
+    graph needs no host-to-device copy); arrays or tensors broadcastable to `like`
+    (per-dimension bounds (D,) for vectors (N, D)) become tensors on like's device and
+    dtype, without a copy when they are there already (core.samplers prepares them once)."""
     if isinstance(clip, (tuple, list)):
         if len(clip) != 2:
             raise ValueError(f"a clip box must be a (low, high) pair, got {len(clip)} items")
-        low, high = clip
+        bounds = clip
     elif clip is not None and bool(clip):
-        low, high = -1.0, 1.0
+        bounds = (-1.0, 1.0)
     else:
         return None
-    return (torch.as_tensor(low, dtype=like.dtype, device=like.device),
-            torch.as_tensor(high, dtype=like.dtype, device=like.device))
+    if all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds):
+        return float(bounds[0]), float(bounds[1])
+    return tuple(torch.as_tensor(b, dtype=like.dtype, device=like.device) for b in bounds)
+
+
+def _concrete_device(device: torch.device | str) -> torch.device:
+    """torch.device(device) with the current CUDA index filled in ("cuda" -> "cuda:0"), so
+    a tensor's device and a name find the same cached tables."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class GaussianDiffusion:
@@ -111,10 +88,10 @@ class GaussianDiffusion:
             raise TypeError(f"schedule must be a core.schedule.NoiseSchedule, got {type(schedule)}")
         self.schedule = schedule
         self.num_timesteps = schedule.num_timesteps
-        self.mean_type = _as_enum(MeanType, mean_type, "mean_type")
-        self.var_type = _as_enum(VarType, var_type, "var_type")
-        self.loss_type = _as_enum(LossType, loss_type, "loss_type")
-        self.data_kind = _as_enum(DataKind, data_kind, "data_kind")
+        self.mean_type = MeanType.parse(mean_type, "mean_type")
+        self.var_type = VarType.parse(var_type, "var_type")
+        self.loss_type = LossType.parse(loss_type, "loss_type")
+        self.data_kind = DataKind.parse(data_kind, "data_kind")
         lambda_vlb = float(lambda_vlb)
         if not math.isfinite(lambda_vlb) or lambda_vlb < 0:
             raise ValueError(f"lambda_vlb = {lambda_vlb!r} is invalid: must be finite and >= 0")
@@ -129,6 +106,7 @@ class GaussianDiffusion:
         # a fixed per-step variance that replaces var_type's (with_reverse_variance)
         self.reverse_variance: np.ndarray | None = None
         self._reverse_log_variance: np.ndarray | None = None
+        self._device_tables: dict[tuple, dict[str, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ properties
     @property
@@ -174,7 +152,45 @@ class GaussianDiffusion:
 
     def model_timesteps(self, t: torch.Tensor) -> torch.Tensor:
         """The original-schedule timesteps the model sees: timestep_map[t], LongTensor (B,)."""
-        return torch.from_numpy(self.schedule.timestep_map).to(t.device)[t]
+        return self.device_tables(t.device)["timestep_map"][t]
+
+    # ------------------------------------------------------------------ device tables
+    def table_arrays(self) -> dict[str, np.ndarray]:
+        """Every per-timestep table the math gathers from, by name: float64 (T,) arrays of
+        the schedule (NoiseSchedule's attributes), "one_minus_alphas_cumprod", "log_betas",
+        "large_variance" / "large_log_variance" (fixed_large) and, with a reverse variance,
+        "reverse_variance" / "reverse_log_variance"; "timestep_map" is int64 (T,)."""
+        arrays = {name: value for name, value in vars(self.schedule).items()
+                  if isinstance(value, np.ndarray) and value.ndim == 1}
+        arrays.update(one_minus_alphas_cumprod=1.0 - self.schedule.alphas_cumprod,
+                      log_betas=self._log_betas, large_variance=self._large_variance,
+                      large_log_variance=self._large_log_variance)
+        if self.reverse_variance is not None:
+            arrays.update(reverse_variance=self.reverse_variance,
+                          reverse_log_variance=self._reverse_log_variance)
+        return arrays
+
+    def device_tables(self, device: torch.device | str,
+                      dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+        """table_arrays() as tensors on `device`: float tables in `dtype` (the float64 value
+        rounded once, as core.schedule.extract does), "timestep_map" int64. Made once per
+        (device, dtype) and kept for the life of this object, so a step gathers without a
+        host-to-device copy and a captured CUDA graph may hold their addresses."""
+        device = _concrete_device(device)
+        key = (device, dtype)
+        tables = self._device_tables.get(key)
+        if tables is None:
+            tables = {}
+            for name, array in self.table_arrays().items():
+                kind = torch.long if array.dtype.kind in "iu" else dtype
+                tables[name] = torch.from_numpy(np.ascontiguousarray(array)).to(kind).to(device)
+            self._device_tables[key] = tables       # one assignment: safe across threads
+        return tables
+
+    def _gather(self, name: str, t: torch.Tensor, shape) -> torch.Tensor:
+        """table[name][t] as float32 (B, 1, ..., 1), broadcastable to `shape`."""
+        values = self.device_tables(t.device)[name][t]
+        return values.reshape(values.shape + (1,) * (len(shape) - 1))
 
     # ------------------------------------------------------------------ forward process
     def q_mean_variance(self, x0: torch.Tensor, t: torch.Tensor):
@@ -183,10 +199,9 @@ class GaussianDiffusion:
         Returns (mean, variance, log_variance): mean has x0's shape, the other two are
         (B, 1, ..., 1) broadcastable to it.
         """
-        s = self.schedule
-        mean = extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0
-        variance = extract(1.0 - s.alphas_cumprod, t, x0.shape)
-        log_variance = extract(s.log_one_minus_alphas_cumprod, t, x0.shape)
+        mean = self._gather("sqrt_alphas_cumprod", t, x0.shape) * x0
+        variance = self._gather("one_minus_alphas_cumprod", t, x0.shape)
+        log_variance = self._gather("log_one_minus_alphas_cumprod", t, x0.shape)
         return mean, variance, log_variance
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None):
@@ -196,9 +211,8 @@ class GaussianDiffusion:
             noise = torch.randn_like(x0)
         if noise.shape != x0.shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} must equal x0 shape {tuple(x0.shape)}")
-        s = self.schedule
-        return (extract(s.sqrt_alphas_cumprod, t, x0.shape) * x0
-                + extract(s.sqrt_one_minus_alphas_cumprod, t, x0.shape) * noise)
+        return (self._gather("sqrt_alphas_cumprod", t, x0.shape) * x0
+                + self._gather("sqrt_one_minus_alphas_cumprod", t, x0.shape) * noise)
 
     def q_posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """q(x_{t-1} | x_t, x_0) = N(coef1_t x0 + coef2_t x_t, beta-tilde_t I).
@@ -206,43 +220,37 @@ class GaussianDiffusion:
         Returns (mean, variance, log_variance): mean has x0's shape, variance and the clipped
         log variance (log beta-tilde_1 at t=0) are (B, 1, ..., 1).
         """
-        s = self.schedule
-        mean = (extract(s.posterior_mean_coef1, t, x_t.shape) * x0
-                + extract(s.posterior_mean_coef2, t, x_t.shape) * x_t)
-        variance = extract(s.posterior_variance, t, x_t.shape)
-        log_variance = extract(s.posterior_log_variance_clipped, t, x_t.shape)
+        mean = (self._gather("posterior_mean_coef1", t, x_t.shape) * x0
+                + self._gather("posterior_mean_coef2", t, x_t.shape) * x_t)
+        variance = self._gather("posterior_variance", t, x_t.shape)
+        log_variance = self._gather("posterior_log_variance_clipped", t, x_t.shape)
         return mean, variance, log_variance
 
     # ------------------------------------------------------------------ conversions
     def x0_from_eps(self, x_t, t, eps):
         """x0 = (x_t - sqrt(1-abar) eps) / sqrt(abar) = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps."""
-        s = self.schedule
-        return (extract(s.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
-                - extract(s.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps)
+        return (self._gather("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t
+                - self._gather("sqrt_recipm1_alphas_cumprod", t, x_t.shape) * eps)
 
     def eps_from_x0(self, x_t, t, x0):
         """eps = (sqrt(1/abar) x_t - x0) / sqrt(1/abar - 1)."""
-        s = self.schedule
-        return ((extract(s.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - x0)
-                / extract(s.sqrt_recipm1_alphas_cumprod, t, x_t.shape))
+        return ((self._gather("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t - x0)
+                / self._gather("sqrt_recipm1_alphas_cumprod", t, x_t.shape))
 
     def v_from_x0_eps(self, x0, eps, t):
         """v = sqrt(abar) eps - sqrt(1-abar) x0."""
-        s = self.schedule
-        return (extract(s.sqrt_alphas_cumprod, t, x0.shape) * eps
-                - extract(s.sqrt_one_minus_alphas_cumprod, t, x0.shape) * x0)
+        return (self._gather("sqrt_alphas_cumprod", t, x0.shape) * eps
+                - self._gather("sqrt_one_minus_alphas_cumprod", t, x0.shape) * x0)
 
     def x0_from_v(self, x_t, t, v):
         """x0 = sqrt(abar) x_t - sqrt(1-abar) v."""
-        s = self.schedule
-        return (extract(s.sqrt_alphas_cumprod, t, x_t.shape) * x_t
-                - extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * v)
+        return (self._gather("sqrt_alphas_cumprod", t, x_t.shape) * x_t
+                - self._gather("sqrt_one_minus_alphas_cumprod", t, x_t.shape) * v)
 
     def eps_from_v(self, x_t, t, v):
         """eps = sqrt(1-abar) x_t + sqrt(abar) v."""
-        s = self.schedule
-        return (extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.shape) * x_t
-                + extract(s.sqrt_alphas_cumprod, t, x_t.shape) * v)
+        return (self._gather("sqrt_one_minus_alphas_cumprod", t, x_t.shape) * x_t
+                + self._gather("sqrt_alphas_cumprod", t, x_t.shape) * v)
 
     def target_from_x0_eps(self, x0, eps, t):
         """What the mean channels should output for (x0, eps): eps, x0 or v."""
@@ -277,21 +285,20 @@ class GaussianDiffusion:
     def _variance(self, raw_variance, x, t):
         """(variance, log_variance, v_frac) of p(x_{t-1} | x_t), each x's shape (v_frac or None)."""
         if self.reverse_variance is not None:
-            return (extract(self.reverse_variance, t, x.shape).expand(x.shape),
-                    extract(self._reverse_log_variance, t, x.shape).expand(x.shape), None)
+            return (self._gather("reverse_variance", t, x.shape).expand(x.shape),
+                    self._gather("reverse_log_variance", t, x.shape).expand(x.shape), None)
         if self.var_type is VarType.LEARNED_RANGE:
             v_frac = (raw_variance + 1.0) / 2.0
-            min_log = extract(self.schedule.posterior_log_variance_clipped, t, x.shape)
-            max_log = extract(self._log_betas, t, x.shape)
+            min_log = self._gather("posterior_log_variance_clipped", t, x.shape)
+            max_log = self._gather("log_betas", t, x.shape)
             log_variance = v_frac * max_log + (1.0 - v_frac) * min_log
             return torch.exp(log_variance), log_variance, v_frac
         if self.var_type is VarType.FIXED_LARGE:
-            variance, log_variance = self._large_variance, self._large_log_variance
+            variance, log_variance = "large_variance", "large_log_variance"
         else:
-            variance = self.schedule.posterior_variance
-            log_variance = self.schedule.posterior_log_variance_clipped
-        return (extract(variance, t, x.shape).expand(x.shape),
-                extract(log_variance, t, x.shape).expand(x.shape), None)
+            variance, log_variance = "posterior_variance", "posterior_log_variance_clipped"
+        return (self._gather(variance, t, x.shape).expand(x.shape),
+                self._gather(log_variance, t, x.shape).expand(x.shape), None)
 
     def p_mean_variance(self, model, x, t, model_kwargs=None, clip_denoised=False,
                         model_output: torch.Tensor | None = None) -> dict:
@@ -325,7 +332,7 @@ class GaussianDiffusion:
             pred_eps = self.eps_from_v(x, t, mean_output)
         bounds = clip_bounds(clip_denoised, x)
         if bounds is not None:
-            pred_xstart = torch.maximum(torch.minimum(pred_xstart, bounds[1]), bounds[0])
+            pred_xstart = torch.clamp(pred_xstart, min=bounds[0], max=bounds[1])
             pred_eps = None
         if pred_eps is None:
             pred_eps = self.eps_from_x0(x, t, pred_xstart)

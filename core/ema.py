@@ -49,3 +49,15 @@ class EMA:
             torch._foreach_lerp_(self._targets, self._sources, 1.0 - decay)
         if self._target_buffers:
             torch._foreach_copy_(self._target_buffers, self._source_buffers)
+
+    @torch.no_grad()
+    def update_with(self, weight: torch.Tensor) -> None:
+        """average <- average + w (model - average), w = 1 - decay a 0-d tensor on the
+        device (refilled every step, so one captured CUDA graph serves every step; no host
+        read). Buffers are copied."""
+        if self._targets:
+            difference = torch._foreach_sub(self._sources, self._targets)
+            torch._foreach_mul_(difference, weight)
+            torch._foreach_add_(self._targets, difference)
+        if self._target_buffers:
+            torch._foreach_copy_(self._target_buffers, self._source_buffers)

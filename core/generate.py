@@ -1,6 +1,6 @@
 """Generate samples with a trained model and keep a compact trajectory for display.
 
-`sample` runs DDPM (ancestral) or DDIM on a respaced schedule, optionally with
+`sample` runs any registered sampler (core.samplers) on a respaced schedule, optionally with
 classifier-free guidance, and records x_t and the model's x0 estimate every few steps:
 uint8 (S, N, H, W, C) for images, float32 (S, N, D) for vectors.
 """
@@ -14,11 +14,10 @@ import numpy as np
 import torch
 
 from core.diffusion import GaussianDiffusion
-from core.fast_step import sample_records
-from core.sampling import GuidedModel, ddim_sample, ddpm_sample
+from core.samplers import DEFAULT_SAMPLER, get_sampler, samplers
+from core.samplers.base import ETA, VARIANCE
+from core.sampling import GuidedModel, sample_steps
 from core.schedule import space_timesteps
-
-DEFAULT_DDIM_STEPS = 50
 
 
 @dataclass
@@ -55,7 +54,8 @@ def images_to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int], *,
-           sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
+           sampler: str = DEFAULT_SAMPLER, steps: int | None = None, eta: float = 0.0,
+           options: dict | None = None,
            guidance: float = 0.0, label: int | Sequence[int] | None = None,
            num_classes: int | None = None, seed: int = 0, record_every: int = 1,
            clip: bool | tuple | None = None, data_box: tuple | None = None,
@@ -64,8 +64,9 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
            should_stop: Callable[[], bool] | None = None) -> Trajectory:
     """Draw n samples of shape data_shape ((C, H, W) or (D,)) from `model` (in eval mode).
 
-    sampler "ddpm" uses steps (None: all T) evenly respaced timesteps; "ddim" uses steps
-    (None: 50, at most T) with noise scale eta. For a class-conditional model (num_classes
+    sampler: a registered sampler (core.samplers) run on `steps` evenly respaced timesteps
+    (None: the sampler's default, e.g. all T for DDPM, min(50, T) for DDIM), with its
+    options (`options`, and `eta` for DDIM's noise scale). For a class-conditional model (num_classes
     given) label picks the class (an int or one per sample; None samples unconditionally
     with the null class) and guidance w mixes (1 + w) eps(x, y) - w eps(x, null). clip
     clamps the x0 estimate: True to [-1, 1], a (low, high) pair to that box, False not at
@@ -86,16 +87,19 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     kind = "image" if len(data_shape) == 3 else "vector"
     _check_positive("n", n)
     _check_positive("record_every", record_every)
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler = {sampler!r} is invalid: must be 'ddpm' or 'ddim'")
+    spec = get_sampler(sampler)
+    options = dict(options or {})
+    if ETA.name in spec.option_names():
+        options.setdefault(ETA.name, eta)
     device = torch.device(device)
-    respaced = _respace(diffusion, sampler, steps)
+    respaced = _respace(diffusion, spec, steps)
     model_kwargs, labels = _labels(label, num_classes, guidance, n, device)
     analytic_steps, stopped = 0, False
     if analytic_data is not None:
-        if sampler != "ddpm":
-            raise ValueError("the Analytic-DPM variance is for DDPM (ancestral) sampling; "
-                             "DDIM sets its own noise through eta")
+        if VARIANCE.name not in spec.option_names():
+            takers = [s.label for s in samplers() if VARIANCE in s.options]
+            raise ValueError(f"the Analytic-DPM variance is an option of {', '.join(takers)}, "
+                             f"not of {spec.label}")
         analytic = _analytic(model, respaced, analytic_data, data_shape, num_classes, seed,
                              device, progress, should_stop)
         stopped = analytic is None      # then the trajectory holds x_T only
@@ -109,14 +113,10 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     generator = torch.Generator(device=device).manual_seed(int(seed))
     shape = (n, *data_shape)
     x_T = torch.randn(shape, generator=generator, device=device)
-    common = dict(noise=x_T, generator=generator, device=device, clip_denoised=clip,
-                  model_kwargs=model_kwargs)
-    # the CUDA-graph step of core.fast_step on a GPU; None elsewhere
-    records = sample_records(model, respaced, shape, sampler=sampler, eta=float(eta), **common)
-    if records is None and sampler == "ddpm":
-        records = ddpm_sample(respaced, model, shape, **common)
-    elif records is None:
-        records = ddim_sample(respaced, model, shape, eta=float(eta), **common)
+    # the CUDA-graph step of core.fast_step on a GPU (path "auto"), eager elsewhere
+    records = sample_steps(spec, respaced, model, shape, options=options, noise=x_T,
+                           generator=generator, device=device, clip_denoised=clip,
+                           model_kwargs=model_kwargs)
 
     total = respaced.num_timesteps
     timestep_map = respaced.schedule.timestep_map
@@ -171,10 +171,10 @@ def _check_positive(name: str, value) -> None:
         raise ValueError(f"{name} = {value!r} is invalid: must be a positive integer")
 
 
-def _respace(diffusion: GaussianDiffusion, sampler: str, steps: int | None) -> GaussianDiffusion:
+def _respace(diffusion: GaussianDiffusion, spec, steps: int | None) -> GaussianDiffusion:
     T = diffusion.num_timesteps
     if steps is None:
-        steps = T if sampler == "ddpm" else min(DEFAULT_DDIM_STEPS, T)
+        steps = spec.default_steps(T)
     _check_positive("steps", steps)
     if steps > T:
         raise ValueError(f"steps = {steps} is invalid: the model has only {T} timesteps")

@@ -20,6 +20,7 @@ import torch
 
 from core.diffusion import GaussianDiffusion
 from core.generate import sample
+from core.samplers import DEFAULT_SAMPLER
 
 
 @torch.no_grad()
@@ -60,7 +61,7 @@ def nll_bound(model, diffusion: GaussianDiffusion, data: torch.Tensor, *, n: int
 
 
 def sample_log_likelihood(model, diffusion: GaussianDiffusion, dataset, *, n: int = 2000,
-                          seed: int = 0, device="cpu", sampler: str = "ddpm",
+                          seed: int = 0, device="cpu", sampler: str = DEFAULT_SAMPLER,
                           steps: int | None = None, num_classes: int | None = None,
                           clip_to_data: bool = True) -> dict:
     """Mean log p_true of n generated samples vs the test split's, in nats (per example).

@@ -16,12 +16,13 @@ the improved-DDPM reference code.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-SCHEDULE_NAMES = ("linear", "cosine", "sigmoid", "quadratic")
 MAX_BETA = 0.999
 
 
@@ -36,6 +37,56 @@ def _betas_from_alpha_bar(alpha_bar, num_timesteps: int) -> np.ndarray:
     steps = np.arange(num_timesteps + 1, dtype=np.float64) / num_timesteps
     abar = alpha_bar(steps)
     return np.minimum(1.0 - abar[1:] / abar[:-1], MAX_BETA)
+
+
+def linear_betas(num_timesteps: int) -> np.ndarray:
+    """Ho et al.: beta linear from 1e-4 to 0.02 at T=1000, both ends scaled by 1000/T."""
+    start, end = _linear_endpoints(num_timesteps)
+    return np.linspace(start, end, num_timesteps, dtype=np.float64)
+
+
+def quadratic_betas(num_timesteps: int) -> np.ndarray:
+    """sqrt(beta) linear between the square roots of the linear schedule's ends."""
+    start, end = _linear_endpoints(num_timesteps)
+    return np.linspace(math.sqrt(start), math.sqrt(end), num_timesteps, dtype=np.float64) ** 2
+
+
+def cosine_betas(num_timesteps: int) -> np.ndarray:
+    """Nichol & Dhariwal: abar(s) = cos^2(((s + 0.008) / 1.008) pi/2), s = t/T."""
+    offset = 0.008
+    return _betas_from_alpha_bar(
+        lambda s: np.cos((s + offset) / (1 + offset) * math.pi / 2) ** 2, num_timesteps)
+
+
+def sigmoid_betas(num_timesteps: int) -> np.ndarray:
+    """Jabri et al. 2022: abar(s) = (sigmoid(3) - sigmoid(6 s - 3)) / (sigmoid(3) - sigmoid(-3))."""
+    start, end = -3.0, 3.0
+
+    def sigmoid(z):
+        return 1.0 / (1.0 + np.exp(-z))
+
+    return _betas_from_alpha_bar(
+        lambda s: (sigmoid(end) - sigmoid(s * (end - start) + start))
+        / (sigmoid(end) - sigmoid(start)), num_timesteps)
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A beta schedule: its name (configs, checkpoints), UI label and betas(T) -> (T,)."""
+
+    name: str
+    label: str
+    betas: Callable[[int], np.ndarray]
+
+
+# The registry of beta schedules: one line per schedule; config, CLI and app read it.
+SCHEDULES: dict[str, ScheduleSpec] = {spec.name: spec for spec in (
+    ScheduleSpec("linear", "linear (Ho et al.)", linear_betas),
+    ScheduleSpec("cosine", "cosine (Nichol & Dhariwal)", cosine_betas),
+    ScheduleSpec("sigmoid", "sigmoid (Jabri et al.)", sigmoid_betas),
+    ScheduleSpec("quadratic", "quadratic", quadratic_betas),
+)}
+SCHEDULE_NAMES = tuple(SCHEDULES)
 
 
 def get_betas(name: str, num_timesteps: int) -> np.ndarray:
@@ -56,36 +107,12 @@ def get_betas(name: str, num_timesteps: int) -> np.ndarray:
     num_timesteps = int(num_timesteps)
     if num_timesteps < 1:
         raise ValueError(f"num_timesteps must be >= 1, got {num_timesteps}")
-    if name == "linear":
-        start, end = _linear_endpoints(num_timesteps)
-        betas = np.linspace(start, end, num_timesteps, dtype=np.float64)
-    elif name == "quadratic":
-        start, end = _linear_endpoints(num_timesteps)
-        betas = np.linspace(math.sqrt(start), math.sqrt(end), num_timesteps, dtype=np.float64) ** 2
-    elif name == "cosine":
-        offset = 0.008
-
-        def alpha_bar(s):
-            return np.cos((s + offset) / (1 + offset) * math.pi / 2) ** 2
-
-        betas = _betas_from_alpha_bar(alpha_bar, num_timesteps)
-    elif name == "sigmoid":
-        start, end = -3.0, 3.0
-
-        def sigmoid(z):
-            return 1.0 / (1.0 + np.exp(-z))
-
-        def alpha_bar(s):
-            return (sigmoid(end) - sigmoid(s * (end - start) + start)) / (
-                sigmoid(end) - sigmoid(start)
-            )
-
-        betas = _betas_from_alpha_bar(alpha_bar, num_timesteps)
-    else:
+    spec = SCHEDULES.get(name)
+    if spec is None:
         raise ValueError(
             f"schedule name {name!r} is unknown; choose one of {', '.join(SCHEDULE_NAMES)}"
         )
-    return np.minimum(betas, MAX_BETA)
+    return np.minimum(spec.betas(num_timesteps), MAX_BETA)
 
 
 def extract(arr: np.ndarray, t: torch.Tensor, shape: Sequence[int],
@@ -202,9 +229,10 @@ def space_timesteps(num_timesteps: int, section_counts) -> list[int]:
         raise ValueError(f"num_timesteps must be a positive integer, got {num_timesteps!r}")
     if isinstance(section_counts, str):
         text = section_counts.strip()
-        if text.startswith("ddim"):
+        stride_spec = re.fullmatch(r"ddim(.*)", text)       # DDIM's "uniform" skip
+        if stride_spec:
             try:
-                desired = int(text[len("ddim"):])
+                desired = int(stride_spec.group(1))
             except ValueError:
                 raise ValueError(
                     f"section_counts {section_counts!r}: expected 'ddimN' with an integer N"

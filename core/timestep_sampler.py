@@ -113,10 +113,13 @@ class LossAwareSampler(UniformSampler):
         self.count.copy_(state["count"])
 
 
+TIMESTEP_SAMPLERS = {"uniform": UniformSampler, "loss-aware": LossAwareSampler}
+TIMESTEP_SAMPLER_NAMES = tuple(TIMESTEP_SAMPLERS)
+
+
 def make_timestep_sampler(name: str, num_timesteps: int, device) -> UniformSampler:
-    """"uniform" or "loss-aware"."""
-    if name == "uniform":
-        return UniformSampler(num_timesteps, device)
-    if name == "loss-aware":
-        return LossAwareSampler(num_timesteps, device)
-    raise ValueError(f"timestep sampler {name!r} is unknown; use 'uniform' or 'loss-aware'")
+    """A sampler of TIMESTEP_SAMPLERS by name ("uniform" or "loss-aware")."""
+    if name not in TIMESTEP_SAMPLERS:
+        raise ValueError(f"timestep sampler {name!r} is unknown; use "
+                         + " or ".join(repr(n) for n in TIMESTEP_SAMPLER_NAMES))
+    return TIMESTEP_SAMPLERS[name](num_timesteps, device)

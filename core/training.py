@@ -33,21 +33,28 @@ import torch
 from torch import nn
 
 from core import distributed
-from core.analytic_dpm import analytic_dpm_variance, eps_norm_sq_estimate, per_dimension_variance
+from core.analytic_dpm import per_dimension_variance
+from core.build import (
+    dataset_from_config,
+    diffusion_from_config,
+    model_from_config,
+    model_num_classes,
+)
 from core.config import ConfigError, ExperimentConfig
-from core.diffusion import GaussianDiffusion, mean_flat
+from core.device import AutocastModel, get_rng_state, resolve_device, set_rng_state
 from core.ema import EMA, effective_decay, make_ema
-from core.models import build_model
-from core.schedule import NoiseSchedule, get_betas
+from core.fast_step import attach_default
+from core.probe import probe_batch_size, probe_model, probe_timesteps
 from core.timestep_sampler import make_timestep_sampler
+from core.train_step import METRIC_KEYS, StepBatch, train_step
+
+__all__ = ["HISTORY_KEYS", "Trainer", "TrainingDiverged", "data_box", "probe_batch_size",
+           "resolve_device"]
 
 HISTORY_KEYS = ("step", "loss", "mse", "vlb", "grad_norm", "lr", "samples_per_sec",
                 "loss_q0", "loss_q1", "loss_q2", "loss_q3")
 # the per-step values written to the device buffer, in this order
-_DEVICE_KEYS = ("loss", "mse", "vlb", "grad_norm", "loss_q0", "loss_q1", "loss_q2", "loss_q3")
-PROBE_BATCH = 64  # the smallest probe batch; low-dimensional data get more (probe_batch_size)
-PROBE_ELEMENTS = 2**15
-PROBE_BATCH_MAX = 2048
+_DEVICE_KEYS = METRIC_KEYS
 _PROBE_SEED_OFFSET = 99_991
 _RANK_SEED_STRIDE = 1_000_003
 
@@ -64,77 +71,6 @@ class TrainingDiverged(RuntimeError):
             f"training diverged at step {step}: the {quantity} is {value} (not finite); the "
             f"weights of step {good_step} are kept. Try a lower train.lr, a longer "
             f"train.warmup_steps or a smaller train.grad_clip")
-
-
-def resolve_device(name: str | torch.device | None) -> torch.device:
-    """"auto" (CUDA, then MPS, then CPU) or an explicit device, which must be available."""
-    if isinstance(name, torch.device):
-        name = str(name)
-    if name is None or name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError("train.device", name, "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("train.device", name,
-                              f"CUDA is not available here (torch {torch.__version__}, "
-                              f"{'built without CUDA' if torch.version.cuda is None else 'no GPU found'}); "
-                              f"use 'cpu' or 'auto'")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError("train.device", name,
-                              f"only {torch.cuda.device_count()} CUDA device(s) are visible")
-    elif device.type == "mps":
-        if not _mps_available():
-            raise ConfigError("train.device", name, "MPS (Apple GPU) is not available here; use 'cpu' or 'auto'")
-    elif device.type != "cpu":
-        raise ConfigError("train.device", name, "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    return device
-
-
-def _mps_available() -> bool:
-    backend = getattr(torch.backends, "mps", None)
-    return bool(backend is not None and backend.is_available())
-
-
-def build_diffusion(config: ExperimentConfig, data_kind: str) -> GaussianDiffusion:
-    """The GaussianDiffusion of config.diffusion; data_kind "image" or "vector"/"continuous"."""
-    d = config.diffusion
-    schedule = NoiseSchedule(get_betas(d.schedule, d.timesteps))
-    return GaussianDiffusion(schedule, mean_type=d.mean_type, var_type=d.variance_type,
-                             loss_type=d.loss_type, lambda_vlb=d.lambda_vlb,
-                             data_kind="image" if data_kind == "image" else "continuous")
-
-
-def model_num_classes(config: ExperimentConfig, dataset) -> int | None:
-    """The model's number of classes: the data set's when training class-conditionally."""
-    if not config.train.class_conditional:
-        return None
-    if dataset.train_labels is None or not dataset.num_classes:
-        raise ConfigError("train.class_conditional", True,
-                          f"the data set {dataset.name!r} has no class labels; set it to false")
-    return int(dataset.num_classes)
-
-
-class AutocastModel(nn.Module):
-    """Runs `model` under autocast (bf16 on CUDA) and returns float32, so the diffusion math
-    around the network stays in full precision."""
-
-    def __init__(self, model: nn.Module, device_type: str, dtype: torch.dtype = torch.bfloat16):
-        super().__init__()
-        self.model = model
-        self.device_type = device_type
-        self.dtype = dtype
-
-    def forward(self, x, t, y=None):
-        with torch.autocast(self.device_type, dtype=self.dtype):
-            out = self.model(x, t, y=y)
-        return out.float()
 
 
 @dataclass
@@ -163,21 +99,18 @@ class Trainer:
         tc = config.train
         self.device = resolve_device(device if device is not None else tc.device)
         if dataset is None:
-            from core.data import get_dataset
-            dataset = get_dataset(tc.dataset, image_size=tc.image_size, grayscale=tc.grayscale,
-                                  num_samples=tc.num_samples, seed=tc.seed)
+            dataset = dataset_from_config(config)
         self.dataset = dataset
         self.rank, self.world_size = distributed.rank_and_world()
         self.num_classes = model_num_classes(config, dataset)
         self.data_shape = tuple(int(s) for s in dataset.shape)
         self.is_image = dataset.kind == "image"
-        self.diffusion = build_diffusion(config, dataset.kind)
+        self.diffusion = diffusion_from_config(config, dataset.kind)
         self.batch_size = tc.batch_size
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(tc.seed)
-            model = build_model(config.model, self.data_shape, self.num_classes,
-                                learn_sigma=self.diffusion.learns_sigma)
+            model = model_from_config(config, self.data_shape, self.num_classes)
         self.model = model.to(self.device)
         self._cuda = self.device.type == "cuda"
         self._uses_dropout = config.model.dropout > 0
@@ -186,6 +119,7 @@ class Trainer:
         self.ema_model = make_ema(self.model)
         self._ema = EMA(self.ema_model, self.model)
         self._ema_lock = threading.Lock()
+        self._ema_weight = torch.zeros((), device=self.device)   # 1 - decay_n, refilled per step
         self._params = list(self.model.parameters())
         self.optimizer = _adamw(self._params, tc.lr, tc.weight_decay, self.device)
         self.timestep_sampler = make_timestep_sampler(config.diffusion.timestep_sampler,
@@ -208,8 +142,7 @@ class Trainer:
         self._window_start = time.perf_counter()
         self._snapshot: _Snapshot | None = None
         self._probe_requested = threading.Event()
-        # GPU fast path (core.fast_step): a CUDA-graph step on CUDA, None (this plain step) elsewhere
-        from core.fast_step import attach_default
+        # GPU fast path (core.fast_step): a CUDA-graph step on CUDA, None (the eager step) elsewhere
         self.fast_step = attach_default(self)
 
     # ------------------------------------------------------------------ set-up
@@ -279,6 +212,8 @@ class Trainer:
         return tc.lr * min(1.0, (step + 1) / tc.warmup_steps)
 
     def _draw_batch(self):
+        """This step's random draws from the step generator, in a fixed order: indices,
+        label dropout, t (and weights), noise. Returns (x0, kwargs, t, weights, noise)."""
         tc, gen, B = self.config.train, self._step_gen, self.batch_size
         idx = torch.randint(0, self._train_x.shape[0], (B,), generator=gen, device=self.device)
         x0 = self._train_x[idx]
@@ -294,35 +229,47 @@ class Trainer:
         return x0, kwargs, t, weights, noise
 
     def _train_step(self) -> None:
-        if self.fast_step is not None and self.fast_step.step():
-            return
+        """Draw a batch, take core.train_step.train_step on it (eagerly, or as a replayed
+        CUDA graph when the fast path takes it), then the host-side bookkeeping."""
         tc = self.config.train
         states_before = self.generator_states() if not self._deferred_checks else None
         lr = self.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x0, kwargs, t, weights, noise = self._draw_batch()
-        with self._model_rng():
-            losses = self.diffusion.training_losses(self._train_model, x0, t, kwargs, noise=noise)
-            loss = (losses["loss"] * weights).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self._params, max_norm, foreach=True)
-        if not self._deferred_checks:
-            self._check_finite_now(loss, grad_norm, states_before)
-        self.optimizer.step()
-        with self._ema_lock:
-            self._ema.update(effective_decay(tc.ema_decay, self.step))
-        raw = losses["loss"].detach()
+        batch = StepBatch(x0, t, weights, noise, kwargs.get("y"))
+        self._ema_weight.fill_(1.0 - effective_decay(tc.ema_decay, self.step))
+
+        def eager() -> tuple[torch.Tensor, torch.Tensor]:
+            return self.eager_step(batch, states_before)
+
+        raw, row = eager() if self.fast_step is None else self.fast_step.run(batch, eager)
         if self.world_size > 1 and self.config.diffusion.timestep_sampler != "uniform":
             # every rank sees every rank's losses, so the samplers stay identical
             self.timestep_sampler.update(distributed.all_gather_cat(t), distributed.all_gather_cat(raw))
         else:
             self.timestep_sampler.update(t, raw)
-        self._record_row(loss.detach(), losses, weights, t, grad_norm)
+        self._rows[len(self._pending)] = row
         self.step += 1
         self._pending.append((self.step, lr))
+
+    def eager_step(self, batch: StepBatch, states_before=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """train_step on `batch` with the training network, the model's own RNG state and
+        the EMA lock; with states_before (per-step checks) a non-finite loss or gradient
+        raises TrainingDiverged before the update. Returns (raw losses, metrics row)."""
+        check = None
+        if states_before is not None:
+            def check(loss, grad_norm):
+                self._check_finite_now(loss, grad_norm, states_before)
+        with self._model_rng(), self._ema_lock:
+            return self.step_on(batch, check)
+
+    def step_on(self, batch: StepBatch, check=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """core.train_step.train_step with this trainer's network, diffusion, optimizer,
+        EMA, EMA weight and grad_clip: the one step both paths run (a CUDA graph captures
+        this call)."""
+        return train_step(self._train_model, self.diffusion, self.optimizer, self._params,
+                          self._ema, batch, self._ema_weight, self.config.train.grad_clip, check)
 
     @contextmanager
     def _model_rng(self):
@@ -330,13 +277,13 @@ class Trainer:
         if not self._uses_dropout:
             yield
             return
-        saved = _get_rng_state(self.device)
-        _set_rng_state(self.device, self._dropout_state)
+        saved = get_rng_state(self.device)
+        set_rng_state(self.device, self._dropout_state)
         try:
             yield
         finally:
-            self._dropout_state = _get_rng_state(self.device)
-            _set_rng_state(self.device, saved)
+            self._dropout_state = get_rng_state(self.device)
+            set_rng_state(self.device, saved)
 
     def _check_finite_now(self, loss, grad_norm, states_before) -> None:
         values = torch.stack([loss.detach().float(), grad_norm.float()]).cpu()
@@ -345,20 +292,6 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 self.set_generator_states(states_before)
                 raise TrainingDiverged(self.step + 1, name, value, self.step)
-
-    def _record_row(self, loss, losses, weights, t, grad_norm) -> None:
-        """Write this step's values to the device buffer (no host sync)."""
-        T = self.diffusion.num_timesteps
-        weighted = (losses["loss"].detach() * weights).float()
-        quarter = torch.div(t * 4, T, rounding_mode="floor").clamp_(max=3)
-        sums = torch.zeros(4, device=self.device).scatter_add_(0, quarter, weighted)
-        counts = torch.zeros(4, device=self.device).scatter_add_(0, quarter, torch.ones_like(weighted))
-        row = torch.cat([
-            torch.stack([loss.float(), (losses["mse"].detach() * weights).mean().float(),
-                         (losses["vlb"].detach() * weights).mean().float(), grad_norm.float()]),
-            sums / counts,
-        ])
-        self._rows[len(self._pending)] = row
 
     # ------------------------------------------------------------------ metrics
     def _flush(self, on_metrics) -> None:
@@ -511,53 +444,19 @@ class Trainer:
 
     @torch.no_grad()
     def probe(self) -> dict:
-        """Per-t diagnostics of the EMA model on the fixed probe batch.
-
-        At K = probe_timesteps evenly spaced t (rounded, unique): loss = mean squared error
-        of the mean channels against their target (eps, x0 or v), vlb = mean VLB term L_t in
-        bits/dim; for learned_range also v_mean/v_std and log_var_mean/log_var_std, the mean
-        and standard deviation of the interpolation weight v and of log Sigma_theta over all
-        entries (batch and dimensions) of the probe batch. Arrays are float64 numpy (K,);
-        the learned-variance entries are None for a fixed variance.
-
-        Analytic-DPM (Bao et al. 2022) for every variance type: eps_norm_sq = Gamma_t =
-        E|eps_theta(x_t, t)|^2 / D over the probe batch (the eps implied by the mean
-        channels; eps_norm_sq_estimate) and analytic_variance = core.analytic_dpm.analytic_dpm_variance(Gamma_t),
-        clipped to its possible range with the data's per-dimension variance
-        (self.data_variance). Appended to probe_history.
-        """
+        """Per-t diagnostics of the EMA model on the fixed probe batch (core.probe): at
+        probe_timesteps evenly spaced t, the loss, the VLB term, Analytic-DPM's Gamma_t and
+        sigma*^2 (clipped with self.data_variance) and, for learned_range, the statistics
+        of v and log Sigma_theta; float64 numpy (K,) arrays plus "step". Appended to
+        probe_history."""
         self._probe_requested.clear()
-        T = self.diffusion.num_timesteps
-        ts = np.unique(np.round(np.linspace(0, T - 1, self.config.train.probe_timesteps)).astype(np.int64))
+        timesteps = probe_timesteps(self.diffusion.num_timesteps,
+                                    self.config.train.probe_timesteps)
         x0, noise, y = self._probe_batch
-        kwargs = {} if y is None else {"y": y}
-        model = self._eval_model()
-        learned = self.diffusion.learns_sigma
-        stats = []
         with self._ema_lock:
-            for step in ts.tolist():
-                t = torch.full((x0.shape[0],), step, dtype=torch.long, device=self.device)
-                x_t = self.diffusion.q_sample(x0, t, noise)
-                out = self.diffusion.run_model(model, x_t, t, kwargs)
-                mean_channels = out[:, : x0.shape[1]]
-                target = self.diffusion.target_from_x0_eps(x0, noise, t)
-                terms = self.diffusion.vlb_terms(None, x0, x_t, t, model_output=out)
-                pmv = terms["p_mean_variance"]
-                row = [mean_flat((target - mean_channels) ** 2).mean(), terms["output"].mean(),
-                       eps_norm_sq_estimate(pmv["pred_eps"], noise)]
-                if learned:
-                    v, log_var = pmv["v_frac"], pmv["log_variance"]
-                    row += [v.mean(), v.std(), log_var.mean(), log_var.std()]
-                stats.append(torch.stack(row))
-        values = torch.stack(stats).double().cpu().numpy()
-        result = {"step": self.step, "t": ts, "loss": values[:, 0], "vlb": values[:, 1],
-                  "eps_norm_sq": values[:, 2],
-                  "analytic_variance": analytic_dpm_variance(
-                      self.diffusion.schedule, values[:, 2], ts, self.data_variance),
-                  "v_mean": None, "v_std": None, "log_var_mean": None, "log_var_std": None}
-        if learned:
-            result.update(v_mean=values[:, 3], v_std=values[:, 4],
-                          log_var_mean=values[:, 5], log_var_std=values[:, 6])
+            result = probe_model(self._eval_model(), self.diffusion, x0, noise, y, timesteps,
+                                 self.data_variance)
+        result = {"step": self.step, **result}
         self.probe_history.append(result)
         return result
 
@@ -565,12 +464,6 @@ class Trainer:
         """A frozen copy of the EMA network (same device, eval mode) for sampling threads."""
         with self._ema_lock:
             return make_ema(self.ema_model)
-
-
-def probe_batch_size(dim: int) -> int:
-    """Probe examples for data of `dim` dimensions: PROBE_ELEMENTS // dim, within
-    [PROBE_BATCH, PROBE_BATCH_MAX] (2-D toys: 2048, so Gamma_t is precise; images: 64)."""
-    return int(min(max(PROBE_ELEMENTS // max(int(dim), 1), PROBE_BATCH), PROBE_BATCH_MAX))
 
 
 DATA_BOX_MARGIN = 0.1
@@ -601,20 +494,3 @@ def _adamw(params, lr: float, weight_decay: float, device: torch.device) -> torc
         except (RuntimeError, TypeError):
             pass
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-
-
-def _get_rng_state(device: torch.device) -> torch.Tensor:
-    if device.type == "cuda":
-        return torch.cuda.get_rng_state(device)
-    if device.type == "mps":
-        return torch.mps.get_rng_state()
-    return torch.get_rng_state()
-
-
-def _set_rng_state(device: torch.device, state: torch.Tensor) -> None:
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state, device)
-    elif device.type == "mps":
-        torch.mps.set_rng_state(state)
-    else:
-        torch.set_rng_state(state)

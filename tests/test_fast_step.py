@@ -8,24 +8,22 @@ import numpy as np
 import pytest
 import torch
 
-import core.diffusion as diffusion_module
+from core.build import diffusion_from_config as build_diffusion
 from core.config import ExperimentConfig
 from core.data import Dataset
 from core.fast_step import (
     ENV_VAR,
-    FastSampler,
     FastTrainStep,
-    _agreement,
+    agreement,
     attach_default,
     describe_training_path,
-    device_schedule,
     requested_path,
-    sample_records,
+    step_runner,
 )
 from core.models import UNet
-from core.sampling import ddim_sample, ddpm_sample
-from core.schedule import NoiseSchedule, extract, space_timesteps
-from core.training import Trainer, build_diffusion
+from core.sampling import FastSampler, ddim_sample, ddpm_sample, make_run
+from core.schedule import space_timesteps
+from core.training import Trainer
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
@@ -139,12 +137,12 @@ def test_graph_body_waits_for_the_end_of_the_lr_warm_up():
                       dataset=image_dataset())
     fast = FastTrainStep(trainer, path="graph", run_body_uncaptured=True)
     taken = []
-    for _ in range(6):
-        taken.append(fast.step())
-        if not taken[-1]:
-            trainer._train_step()
-    # lr(step) = lr * min(1, (step + 1) / 5) is constant from step 4 on
-    assert taken == [False, False, False, False, True, True]
+    body = fast._body
+    fast._body = lambda: (taken.append(trainer.step), body())[1]
+    trainer.run(6)
+    # lr(step) = lr * min(1, (step + 1) / 5) is constant from step 4 on: only steps 4 and 5
+    # go through the graph body, the others through the trainer's eager step
+    assert taken == [4, 5] and trainer.step == 6
 
 
 # ---------------------------------------------------------------------- capture orchestration
@@ -263,41 +261,12 @@ def test_failed_capture_falls_back_and_keeps_the_random_stream(monkeypatch):
 def test_agreement_accepts_equal_runs_and_names_what_differs():
     row = np.array([0.5, 0.4, 0.1, 2.0, np.nan, 0.3, 0.2, 0.1])
     delta = np.array([1e-3, 2e-3, 5e-4])
-    assert _agreement(row, row.copy(), delta, delta * (1 + 1e-3)) == ""
-    assert "weight updates differ by 1" in _agreement(row, row, np.zeros(3), delta)
-    assert "metrics differ" in _agreement(row * 1.5, row, delta, delta)
+    assert agreement(row, row.copy(), delta, delta * (1 + 1e-3)) == ""
+    assert "weight updates differ by 1" in agreement(row, row, np.zeros(3), delta)
+    assert "metrics differ" in agreement(row * 1.5, row, delta, delta)
     shifted = row.copy()
     shifted[4], shifted[5] = 0.3, np.nan
-    assert "NaN" in _agreement(shifted, row, delta, delta)
-
-
-# ---------------------------------------------------------------------- device tables
-def test_device_schedule_serves_the_same_values_and_restores_everything():
-    schedule = NoiseSchedule.from_name("cosine", 50)
-    diffusion = build_diffusion(image_config(diffusion={"timesteps": 50}), "image")
-    diffusion = diffusion.respaced(space_timesteps(50, "10"))
-    t = torch.tensor([0, 3, 9])
-    original = diffusion_module.extract
-    unrelated = np.linspace(0.0, 1.0, 50)
-    expected = {name: extract(getattr(diffusion.schedule, name), t, (3, 1, 2, 2))
-                for name in ("sqrt_alphas_cumprod", "posterior_log_variance_clipped")}
-    with device_schedule(diffusion, "cpu"):
-        assert diffusion_module.extract is not original
-        for name, value in expected.items():
-            got = diffusion_module.extract(getattr(diffusion.schedule, name), t, (3, 1, 2, 2))
-            assert got.shape == (3, 1, 1, 1) and torch.equal(got, value), name
-        # arrays it does not know (other schedules, temporaries) take the normal path
-        other = diffusion_module.extract(schedule.betas, t, (3,))
-        assert torch.equal(other, torch.tensor(schedule.betas[[0, 3, 9]], dtype=torch.float32))
-        assert torch.equal(diffusion_module.extract(unrelated, t, (3,)),
-                           torch.tensor(unrelated[[0, 3, 9]], dtype=torch.float32))
-        assert diffusion.model_timesteps(t).tolist() == diffusion.schedule.timestep_map[[0, 3, 9]].tolist()
-        with device_schedule(diffusion, "cpu"):        # nesting keeps the outer one working
-            pass
-        assert diffusion_module.extract is not original
-        assert "model_timesteps" in vars(diffusion)
-    assert diffusion_module.extract is original
-    assert "model_timesteps" not in vars(diffusion)
+    assert "NaN" in agreement(shifted, row, delta, delta)
 
 
 # ---------------------------------------------------------------------- sampling
@@ -341,13 +310,14 @@ def test_fast_sampler_on_cpu_equals_core_sampling(sampler, eta, learned):
 
 
 class _FakeSamplerCuda(_FakeCuda):
-    """_FakeCuda for a FastSampler: a capture runs the step and puts x back; a replay runs it."""
+    """_FakeCuda for a FastSampler's StepRunner: a capture runs the step and puts x back; a
+    replay runs it."""
 
     def _state(self):
-        return [self.fast._static["x"]]
+        return [self.fast.runner._static["x"]]
 
     def replay(self):
-        self.fast._graph_body()
+        self.fast.runner._graph_body()
         self.replays += 1
 
 
@@ -379,20 +349,25 @@ def test_fast_sampler_graph_orchestration_equals_core_sampling(monkeypatch, samp
 def test_fast_sampler_capture_failure_finishes_eagerly(monkeypatch):
     diffusion = build_diffusion(image_config(), "image")
     model = tiny_unet()
-    fast = FastSampler(model, diffusion, (2, 1, 8, 8), steps=5, path="graph", precision="fp32")
+    fast = FastSampler(model, diffusion, (2, 1, 8, 8), sampler="ddim", steps=5, path="graph",
+                       precision="fp32")
     fast.active = "graph"
     _FakeSamplerCuda(monkeypatch, fast, fail_capture=True)
-    eager = FastSampler(model, diffusion, (2, 1, 8, 8), steps=5, path="eager", precision="fp32")
+    eager = FastSampler(model, diffusion, (2, 1, 8, 8), sampler="ddim", steps=5, path="eager",
+                        precision="fp32")
     noise = torch.randn(2, 1, 8, 8)
     got = fast.sample(noise=noise)
     assert fast.active == "eager" and "capture failed" in fast.reason
     assert torch.equal(got, eager.sample(noise=noise))
 
 
-def test_sample_records_leave_cpu_sampling_to_core_sampling():
+def test_sampling_on_the_cpu_takes_the_eager_runner_without_complaint():
     diffusion = build_diffusion(image_config(), "image")
-    assert sample_records(tiny_unet(), diffusion, (2, 1, 8, 8), sampler="ddim",
-                          device="cpu") is None
+    run = make_run("ddim", diffusion, tiny_unet(), device="cpu")
+    runner = step_runner(run, (2, 1, 8, 8))
+    assert runner.active == "eager" and runner.reason == ""
+    graph = step_runner(run, (2, 1, 8, 8), path="graph")
+    assert graph.active == "eager" and "CUDA" in graph.reason
 
 
 def test_fast_sampler_rejects_bad_arguments():

