@@ -192,8 +192,9 @@ def test_cli_prints_one_line_for_any_junk_in_a_config(tmp_path_factory, capsys, 
     ('{"train": {"batch_size": "64"}}', "train.batch_size"),
     ('{"model": {"channel_mult": {"a": 1}}}', "model.channel_mult"),
     ('{"diffusion": {"timesteps": NaN}}', "diffusion.timesteps"),
-    ('{"train": {', "is not valid JSON"),
-    ("[" * 100_000 + "]" * 100_000, "is not usable JSON"),
+    ('{"train": {', "config.json: not valid JSON: Expecting property name enclosed in double "
+                    "quotes (line 1, column 12)"),
+    ("[" * 100_000 + "]" * 100_000, "config.json: not usable JSON: RecursionError"),
 ])
 def test_cli_rejects_odd_json_with_one_line(tmp_path, capsys, text, words):
     from core.cli import main
@@ -203,6 +204,7 @@ def test_cli_rejects_odd_json_with_one_line(tmp_path, capsys, text, words):
     code = main(["train", "--config", str(config), "--out", str(tmp_path / "o.safetensors")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and err.startswith("error: ") and words in err, err
+    assert err.startswith(f"error: {config}: "), err          # the file is named first
 
 
 def test_cli_bad_configs_in_a_real_process_print_no_traceback(tmp_path):
@@ -214,7 +216,7 @@ def test_cli_bad_configs_in_a_real_process_print_no_traceback(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: train.lr")
+    assert done.stderr.startswith(f"error: {config}: train.lr")
 
 
 # ---------------------------------------------------------------------- the window
