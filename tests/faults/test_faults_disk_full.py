@@ -22,6 +22,7 @@ from faults_helpers import (
     tiny_config,
 )
 
+import core.atomic_write as atomic_write_module
 import core.checkpoint as checkpoint_module
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
@@ -37,9 +38,9 @@ def full_disk_during(stage: str, monkeypatch) -> None:
             raise ENOSPC
         monkeypatch.setattr(checkpoint_module, "save_file", write)
     elif stage == "fsync":
-        monkeypatch.setattr(checkpoint_module.os, "fsync", lambda fd: (_ for _ in ()).throw(ENOSPC))
+        monkeypatch.setattr(atomic_write_module.os, "fsync", lambda fd: (_ for _ in ()).throw(ENOSPC))
     elif stage == "rename":
-        monkeypatch.setattr(checkpoint_module.os, "replace", lambda a, b: (_ for _ in ()).throw(ENOSPC))
+        monkeypatch.setattr(atomic_write_module.os, "replace", lambda a, b: (_ for _ in ()).throw(ENOSPC))
 
 
 @pytest.fixture
