@@ -27,6 +27,7 @@ from core.distributions import (
     gaussian_log_likelihood,
     normal_kl,
 )
+from core.losses import LOSSES, LossInputs
 from core.options import DataKind, LossType, MeanType, VarType
 from core.schedule import NoiseSchedule
 
@@ -384,7 +385,9 @@ class GaussianDiffusion:
 
     # ------------------------------------------------------------------ training
     def training_losses(self, model, x0, t, model_kwargs=None, noise=None) -> dict:
-        """Per-example losses at timesteps t (B,): dict(loss, mse, vlb), each (B,).
+        """Per-example losses at timesteps t (B,): dict(loss, mse, vlb), each (B,), from one
+        model evaluation at x_t = q_sample(x0, t, noise); the loss type's function in
+        core.losses.LOSSES combines them.
 
         - mse: mean over non-batch dims of (target - mean channels)^2, target = eps, x0 or v.
         - vlb: the per-t VLB term L_t in bits/dim (see vlb_terms).
@@ -405,19 +408,8 @@ class GaussianDiffusion:
         target = self.target_from_x0_eps(x0, noise, t)
         mse = mean_flat((target - mean_output) ** 2)
 
-        if self.loss_type is LossType.VLB:
-            vlb = self.vlb_terms(model, x0, x_t, t, model_output=model_output)["output"]
-            return {"loss": vlb, "mse": mse.detach(), "vlb": vlb}
-        if self.loss_type is LossType.HYBRID:
-            frozen_mean = mean_output.detach()
-            frozen = frozen_mean if raw_variance is None else torch.cat(
-                [frozen_mean, raw_variance], dim=1)
-            vlb = self.vlb_terms(model, x0, x_t, t, model_output=frozen)["output"]
-            loss = mse + self.lambda_vlb * self.num_timesteps * vlb
-            return {"loss": loss, "mse": mse, "vlb": vlb}
-        with torch.no_grad():
-            vlb = self.vlb_terms(model, x0, x_t, t, model_output=model_output.detach())["output"]
-        return {"loss": mse, "mse": mse, "vlb": vlb}
+        return LOSSES[self.loss_type](LossInputs(self, model, x0, x_t, t, model_output,
+                                                 mean_output, raw_variance, mse))
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
