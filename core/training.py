@@ -1,14 +1,16 @@
-"""The training loop: one plain step (sample a batch, t and noise, loss, AdamW, EMA) run
-cooperatively by `Trainer.run`, with per-step metrics, a periodic probe and a divergence stop.
+"""The training loop: `Trainer.run` takes steps cooperatively (a stop flag is polled between
+steps), with per-step metrics, a periodic probe (core.probe) and a divergence stop.
 
-One step, with B the batch size and T the number of timesteps:
+One step, with B the batch size and T the number of timesteps: the trainer draws
 
     x0, y = data[idx], labels[idx]           idx ~ Uniform{0..N-1}^B (this rank's shard)
     y     = null class with probability p    (label dropout, classifier-free guidance)
     t, w  = timestep_sampler.sample(B)       uniform (w = 1) or loss-aware (w = 1/(T p_t))
-    loss  = mean_b w_b * L(x0_b, t_b, eps_b) eps ~ N(0, I)
-    theta = AdamW(theta, clip(grad, grad_clip)),  lr = lr * min(1, (n + 1) / warmup_steps)
-    ema   = lerp(ema, theta, 1 - decay_n)    (core.ema)
+    eps   ~ N(0, I)
+
+sets lr = lr * min(1, (n + 1) / warmup_steps) and the EMA weight 1 - decay_n (core.ema), then
+runs core.train_step.train_step (loss, backward, clipping, AdamW, EMA, metrics row) eagerly,
+or replays it as a CUDA graph (core.fast_step), and afterwards updates the timestep sampler.
 
 Every random number (indices, label dropout, t, noise, and the model's dropout) comes from
 generators the trainer owns and saves in checkpoints, so a resumed run continues exactly.

@@ -96,8 +96,10 @@ class SamplerRun:
     """One sampling run of a sampler on `diffusion` (respaced to the run's steps).
 
     Subclasses set `noise_steps` (numpy bool (S,): step index t draws z ~ N(0, I) before its
-    step) and implement `step`; `record_variance` may be overridden. Tables go on `device`
-    once, in __init__ (see `table`).
+    step) and implement `step(x, t, noise)`, which must add no noise at an index whose
+    noise_steps is False whatever `noise` holds (the graph path passes its noise buffer at
+    every step; gate it with a per-step table). `record_variance` may be overridden. Tables
+    go on `device` once, in __init__ (see `table`).
     """
 
     def __init__(self, diffusion: GaussianDiffusion, model, *, options: dict,
