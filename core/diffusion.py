@@ -190,7 +190,10 @@ class GaussianDiffusion:
 
     def _gather(self, name: str, t: torch.Tensor, shape) -> torch.Tensor:
         """table[name][t] as float32 (B, 1, ..., 1), broadcastable to `shape`."""
-        values = self.device_tables(t.device)[name][t]
+        tables = self._device_tables.get((t.device, torch.float32))   # a tensor's device is concrete
+        if tables is None:
+            tables = self.device_tables(t.device)
+        values = tables[name][t]
         return values.reshape(values.shape + (1,) * (len(shape) - 1))
 
     # ------------------------------------------------------------------ forward process

@@ -39,6 +39,7 @@ class EMA:
         self._sources = list(model.parameters())
         self._target_buffers = list(average.buffers())
         self._source_buffers = list(model.buffers())
+        self._weights: list[torch.Tensor] | None = None
         if [p.shape for p in self._targets] != [p.shape for p in self._sources]:
             raise ValueError("EMA: the average and the model have different parameters")
 
@@ -52,12 +53,12 @@ class EMA:
 
     @torch.no_grad()
     def update_with(self, weight: torch.Tensor) -> None:
-        """average <- average + w (model - average), w = 1 - decay a 0-d tensor on the
-        device (refilled every step, so one captured CUDA graph serves every step; no host
-        read). Buffers are copied."""
+        """average <- lerp(average, model, w), w = 1 - decay a 0-d tensor on the device
+        (refilled every step, so one captured CUDA graph serves every step; no host read:
+        the scalar overload of lerp would read w back). Buffers are copied."""
         if self._targets:
-            difference = torch._foreach_sub(self._sources, self._targets)
-            torch._foreach_mul_(difference, weight)
-            torch._foreach_add_(self._targets, difference)
+            if self._weights is None or self._weights[0] is not weight:
+                self._weights = [weight] * len(self._targets)
+            torch._foreach_lerp_(self._targets, self._sources, self._weights)
         if self._target_buffers:
             torch._foreach_copy_(self._target_buffers, self._source_buffers)

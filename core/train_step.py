@@ -4,7 +4,7 @@ eager trainer calls it, and the CUDA-graph path (core.fast_step) captures the sa
     loss  = mean_b w_b L(x0_b, t_b, eps_b)           (GaussianDiffusion.training_losses)
     g     = clip(grad loss, grad_clip)                (global norm; grad_clip 0: no clip)
     theta = AdamW(theta, g)                           (the optimizer's lr: set by the caller)
-    ema   = ema + w (theta - ema)                     (w = 1 - decay_n, a device scalar)
+    ema   = lerp(ema, theta, w)                       (w = 1 - decay_n, a device scalar)
 
 It reads nothing back to the host and makes no tensor from host data, unless the eager
 caller passes `check`, which runs between the gradient and the update (the per-step
