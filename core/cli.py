@@ -449,15 +449,14 @@ def cmd_evaluate(args) -> int:
 def _training_data(path, checkpoint):
     """The data set the checkpoint was trained on, rebuilt from its config; a clear error if
     it now has another shape."""
+    from core.build import dataset_from_config
     from core.checkpoint import CheckpointError
-    from core.data import get_dataset
 
-    tc = checkpoint.config.train
-    dataset = get_dataset(tc.dataset, image_size=tc.image_size, grayscale=tc.grayscale,
-                          num_samples=tc.num_samples, seed=tc.seed)
+    dataset = dataset_from_config(checkpoint.config)
     if tuple(dataset.shape) != tuple(checkpoint.data_shape):
         raise CheckpointError(path, f"was trained on data of shape {checkpoint.data_shape}, "
-                                    f"but {tc.dataset!r} now gives {tuple(dataset.shape)}")
+                                    f"but {checkpoint.config.train.dataset!r} now gives "
+                                    f"{tuple(dataset.shape)}")
     return dataset
 
 
