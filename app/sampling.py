@@ -6,8 +6,36 @@ from __future__ import annotations
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.workers import TaskWorker, WorkerThread
+from core.config import SamplingConfig
+from core.samplers.base import VARIANCE
 
 MAX_RECORDED_FRAMES = 200
+ANALYTIC_VARIANCE = "analytic"  # the value of core's VARIANCE option that means Analytic-DPM
+
+
+def request_for(params: dict, num_timesteps: int, num_classes: int | None) -> SamplingConfig:
+    """The validated SamplingConfig of the panel's params for a model of T timesteps: steps
+    above T are cut to T, and the class and guidance are dropped for an unconditional model
+    (guidance mixes a class with the null class: without a class it is 0). ConfigError for
+    anything else out of range."""
+    config = SamplingConfig.from_params(params)
+    if config.steps is not None:
+        config.steps = min(int(config.steps), num_timesteps)
+    if not num_classes:
+        config.label = None
+    if config.label is None:
+        config.guidance = 0.0
+    return config.validate(num_timesteps)
+
+
+def analytic_variance_chosen(params: dict) -> bool:
+    """The request samples with Analytic-DPM's variance (the "variance" option of the
+    samplers that take it), which first estimates sigma*^2 from a sample of the data."""
+    try:
+        options = SamplingConfig.from_params(params).sampler_options()
+    except ValueError:
+        return False
+    return options.get(VARIANCE.name) == ANALYTIC_VARIANCE
 
 
 def record_every_for(steps: int, max_frames: int = MAX_RECORDED_FRAMES) -> int:
@@ -38,25 +66,24 @@ class SamplingController(QObject):
 
     def start(self, model, diffusion, data_shape, num_classes, device, params: dict,
               data_box=None, analytic_data=None) -> None:
-        """Sample in a worker thread; data_box (vector data) bounds the x0 estimates;
-        analytic_data (a sample of the training data) switches DDPM steps to Analytic-DPM's
-        variance (core.generate.sample)."""
+        """Sample in a worker thread with the request in `params` (request_for; ConfigError
+        when it is invalid); data_box (vector data) bounds the x0 estimates; analytic_data
+        (a sample of the training data) switches the steps to Analytic-DPM's variance
+        (core.generate.sample)."""
         if self.is_active():
             raise RuntimeError("sampling is already running")
         if self.closed:
             return
         from core.generate import sample
 
-        steps = min(int(params.get("steps") or diffusion.num_timesteps), diffusion.num_timesteps)
-        label = params.get("label") if num_classes else None
-        # classifier-free guidance mixes a class with the null class: it needs a class
-        guidance = float(params.get("guidance", 0.0)) if label is not None else 0.0
-        kwargs = dict(sampler=params.get("sampler", "ddpm"), steps=steps,
-                      eta=float(params.get("eta", 0.0)), guidance=guidance, label=label,
-                      num_classes=num_classes, seed=int(params.get("seed", 0)),
+        config = request_for(params, diffusion.num_timesteps, num_classes)
+        steps = config.steps_for(diffusion.num_timesteps)
+        kwargs = dict(sampler=config.sampler, steps=steps, options=config.sampler_options(),
+                      guidance=float(config.guidance), label=config.label,
+                      num_classes=num_classes, seed=config.seed,
                       record_every=record_every_for(steps), data_box=data_box,
                       analytic_data=analytic_data, device=device)
-        count = int(params.get("n", 16))
+        count = config.n
 
         def task(progress, should_stop):
             return sample(model, diffusion, count, tuple(data_shape), progress=progress,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ VARIANCE_TYPES = VarType.names()
 LOSS_TYPES = LossType.names()
 TIMESTEP_SAMPLERS = TIMESTEP_SAMPLER_NAMES
 MODEL_KINDS = ("auto", "unet", "mlp")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = ("auto", "cpu", "cuda", "mps")           # and "cuda:N"
 
 # The numeric range of every bounded integer or float setting, defined once: validation
 # reads it and so do the app's spin boxes. (low, high); high None means unbounded.
@@ -233,7 +234,10 @@ class TrainConfig:
             raise ConfigError(f"{prefix}.ema_decay", self.ema_decay, "must be below 1 (1 never updates)")
         _check_int(f"{prefix}.steps", self.steps)
         _check_int(f"{prefix}.seed", self.seed)
-        _check_choice(f"{prefix}.device", self.device, DEVICES)
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?",
+                                                                 self.device):
+            raise ConfigError(f"{prefix}.device", self.device,
+                              "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
         _check_int(f"{prefix}.log_every", self.log_every)
         _check_int(f"{prefix}.probe_every", self.probe_every)
         _check_int(f"{prefix}.probe_timesteps", self.probe_timesteps)

@@ -3,12 +3,39 @@ network, and the RNG state of a device. Training, sampling and the fast path sha
 
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
 from core.config import ConfigError
 
 DEVICE_CHOICES = "must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+SMALL_CPU_CORES = 4          # up to this many cores: one intra-op thread (see default_threads)
+MAX_THREADS = 256
+
+
+def default_threads(cores: int | None = None) -> int | None:
+    """The intra-op thread count for torch on this machine: 1 on small CPUs (<= 4 cores),
+    where more threads make small models many times slower (QT-NOTES section 4: 2 threads
+    made a small model 10-70x slower on a busy 2-core machine); None (torch's default, one per
+    core) on bigger ones. The app and the CLI both use this rule."""
+    cores = os.cpu_count() if cores is None else cores
+    return 1 if (cores or 1) <= SMALL_CPU_CORES else None
+
+
+def configure_threads(requested: int | None = None) -> int:
+    """Set torch's intra-op threads: `requested` (1..MAX_THREADS, else ValueError naming
+    the limit) or default_threads(); returns the count in effect."""
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) \
+                or not 1 <= requested <= MAX_THREADS:
+            raise ValueError(f"threads = {requested!r} is invalid: must be an integer from 1 "
+                             f"to {MAX_THREADS}")
+        torch.set_num_threads(requested)
+    elif default_threads() is not None:
+        torch.set_num_threads(default_threads())
+    return torch.get_num_threads()
 
 
 def resolve_device(name: str | torch.device | None) -> torch.device:

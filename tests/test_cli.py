@@ -230,11 +230,11 @@ def test_train_writes_a_checkpoint_every_checkpoint_every_steps(tmp_path, monkey
 @pytest.mark.parametrize("error", [RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"),
                                    MemoryError()])
 def test_out_of_memory_exits_1_with_a_hint(monkeypatch, capsys, tmp_path, error):
-    import core.cli as cli
+    import core.cli.train as cli_train
 
     def explode(args):
         raise error
-    monkeypatch.setattr(cli, "cmd_train", explode)
+    monkeypatch.setattr(cli_train, "run", explode)
     code = main(["train", "--preset", "toy-2d", "--out", str(tmp_path / "x.ckpt")])
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 1
@@ -243,10 +243,10 @@ def test_out_of_memory_exits_1_with_a_hint(monkeypatch, capsys, tmp_path, error)
 
 
 def test_other_runtime_errors_exit_1_without_a_hint(monkeypatch, capsys, tmp_path):
-    import core.cli as cli
+    import core.cli.train as cli_train
 
     def explode(args):
         raise RuntimeError("expected scalar type Float")
-    monkeypatch.setattr(cli, "cmd_train", explode)
+    monkeypatch.setattr(cli_train, "run", explode)
     assert main(["train", "--preset", "toy-2d", "--out", str(tmp_path / "x.ckpt")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

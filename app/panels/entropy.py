@@ -21,6 +21,7 @@ from core.entropy import (
     learned_variance_entropy,
     position_between_bounds,
 )
+from core.options import VarType
 
 
 def _empty_error_bars() -> dict:
@@ -219,7 +220,7 @@ class EntropyPanel(QWidget):
         if text is not None:
             self._note = text
         config = self.session.config
-        hint = ("" if config is None or config.diffusion.variance_type == "learned_range" else
-                " The variance is fixed: choose “learned range (Σθ)” to see a learned variance's "
-                "entropy; σ*² appears after the first probe of training either way.")
+        hint = ("" if config is None or config.diffusion.learns_sigma else
+                f" The variance is fixed: choose “{VarType.LEARNED_RANGE.label}” to see a learned "
+                "variance's entropy; σ*² appears after the first probe of training either way.")
         self.note.setText(self._note + hint)

@@ -21,13 +21,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.widgets.spinboxes import ScientificSpinBox
-from core import config as core_config
-from core.config import ConfigError, ExperimentConfig, ModelConfig
+from app.widgets.spinboxes import ScientificSpinBox, limited_double_spin, limited_spin
+from core.config import ConfigError, DiffusionConfig, ExperimentConfig, ModelConfig
+from core.data import DATASET_NAMES, DRAWN_DATASET, dataset_label, is_vector_dataset
+from core.options import LossType, MeanType, VarType
+from core.schedule import SCHEDULES
 
 FOLDER_ITEM = "@folder"
 DRAW_ITEM = "@draw"
-DRAWN_DATASET = "drawn"
 
 # Architecture sizes offered in the panel (UI choices, not math). For images the levels are
 # cut to what the image size allows and attention sits at the lowest `attention_levels`
@@ -43,33 +44,6 @@ MODEL_SIZES: dict[str, dict] = {
                   num_heads=4, hidden=512, mlp_blocks=6),
 }
 PRESET_SIZE = "@preset"
-
-DATASET_LABELS = {
-    "8gaussians": "8 Gaussians (2-D)",
-    "gaussian": "Gaussian (2-D)",
-    "grid25": "25 Gaussians grid (2-D)",
-    "moons": "Two moons (2-D)",
-    "swissroll": "Swiss roll (2-D)",
-    "spiral": "Spiral (2-D)",
-    "checkerboard": "Checkerboard (2-D)",
-    "circles": "Circles (2-D)",
-    "mnist": "MNIST (28×28)",
-    "digits": "Digits (8×8)",
-    DRAWN_DATASET: "Drawn points (2-D)",
-}
-MEAN_LABELS = {"eps": "ε (noise)", "x0": "x₀", "v": "v"}
-VARIANCE_LABELS = {"fixed_small": "fixed small (β̃ₜ)", "fixed_large": "fixed large (βₜ)",
-                   "learned_range": "learned range (Σθ)"}
-LOSS_LABELS = {"simple": "simple (MSE)", "hybrid": "hybrid (simple + λ·vlb)", "vlb": "vlb"}
-
-
-def is_vector_dataset(name: str) -> bool:
-    """2-D toys and drawn points are vectors; everything else (names, folders) images."""
-    try:
-        from core.data.toys import TOY_NAMES
-    except ImportError:
-        TOY_NAMES = ("8gaussians", "moons", "swissroll", "checkerboard")
-    return name in TOY_NAMES or name == DRAWN_DATASET
 
 
 def sized_model(size: str, base: ModelConfig, vector_data: bool, image_size: int) -> ModelConfig:
@@ -94,14 +68,6 @@ def sized_model(size: str, base: ModelConfig, vector_data: bool, image_size: int
     return replace(base, kind="auto", channel_mult=mult, attention_resolutions=attention, **spec)
 
 
-def dataset_names() -> list[str]:
-    try:
-        from core.data import DATASET_NAMES
-    except ImportError:
-        return ["8gaussians", "moons", "swissroll", "checkerboard", "mnist", "digits"]
-    return list(DATASET_NAMES)
-
-
 def available_devices() -> list[tuple[str, str]]:
     """(value, label) for "auto" and each device torch can use here."""
     import torch
@@ -115,6 +81,11 @@ def available_devices() -> list[tuple[str, str]]:
     return devices
 
 
+def _choices(choice) -> list[tuple[str, str]]:
+    """(value, label) of every member of a core.options enum."""
+    return [(member.value, member.label) for member in choice]
+
+
 def _combo(name: str, items: list[tuple[str, str]]) -> QComboBox:
     combo = QComboBox()
     combo.setObjectName(name)
@@ -123,11 +94,9 @@ def _combo(name: str, items: list[tuple[str, str]]) -> QComboBox:
     return combo
 
 
-def _spin(name: str, lo: int, hi: int, step: int = 1) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setObjectName(name)
-    spin.setRange(lo, hi)
-    spin.setSingleStep(step)
+def _spin(name: str, setting: str, step: int = 1) -> QSpinBox:
+    """An integer field with the range of `setting` in core.config.LIMITS."""
+    spin = limited_spin(name, setting, step)
     spin.setGroupSeparatorShown(True)
     return spin
 
@@ -164,22 +133,18 @@ class ExperimentPanel(QWidget):
         self.classConditionalCheck.setObjectName("classConditionalCheck")
         self.modelSizeCombo = _combo("modelSizeCombo",
                                      [(name, name) for name in MODEL_SIZES])
-        self.scheduleCombo = _combo("scheduleCombo", [(s, s) for s in core_config.SCHEDULES])
-        self.timestepsSpin = _spin("timestepsSpin", 0, 100_000, 10)
-        self.meanTypeCombo = _combo("meanTypeCombo",
-                                    [(m, MEAN_LABELS.get(m, m)) for m in core_config.MEAN_TYPES])
-        self.varianceTypeCombo = _combo(
-            "varianceTypeCombo",
-            [(v, VARIANCE_LABELS.get(v, v)) for v in core_config.VARIANCE_TYPES])
-        self.lossTypeCombo = _combo("lossTypeCombo",
-                                    [(v, LOSS_LABELS.get(v, v)) for v in core_config.LOSS_TYPES])
-        self.learningRateSpin = ScientificSpinBox()
+        self.scheduleCombo = _combo("scheduleCombo",
+                                    [(name, spec.label) for name, spec in SCHEDULES.items()])
+        self.timestepsSpin = _spin("timestepsSpin", "diffusion.timesteps", 10)
+        self.meanTypeCombo = _combo("meanTypeCombo", _choices(MeanType))
+        self.varianceTypeCombo = _combo("varianceTypeCombo", _choices(VarType))
+        self.lossTypeCombo = _combo("lossTypeCombo", _choices(LossType))
+        self.learningRateSpin = limited_double_spin(ScientificSpinBox(), "train.lr")
         self.learningRateSpin.setObjectName("learningRateSpin")
-        self.learningRateSpin.setRange(0.0, 10.0)
-        self.batchSizeSpin = _spin("batchSizeSpin", 0, 1_000_000, 16)
-        self.trainStepsSpin = _spin("trainStepsSpin", 0, 100_000_000, 100)
+        self.batchSizeSpin = _spin("batchSizeSpin", "train.batch_size", 16)
+        self.trainStepsSpin = _spin("trainStepsSpin", "train.steps", 100)
         self.deviceCombo = _combo("deviceCombo", available_devices())
-        self.seedSpin = _spin("seedSpin", -1, 2**31 - 1)
+        self.seedSpin = _spin("seedSpin", "train.seed")
         self.configError = QLabel()
         self.configError.setObjectName("configError")
         self.configError.setWordWrap(True)
@@ -269,8 +234,8 @@ class ExperimentPanel(QWidget):
 
     def _fill_datasets(self) -> None:
         self.datasetCombo.clear()
-        for name in dataset_names():
-            self.datasetCombo.addItem(DATASET_LABELS.get(name, name), name)
+        for name in DATASET_NAMES:
+            self.datasetCombo.addItem(dataset_label(name, detailed=True), name)
         self.datasetCombo.insertSeparator(self.datasetCombo.count())
         self.datasetCombo.addItem("Open image folder…", FOLDER_ITEM)
         self.datasetCombo.addItem("Draw…", DRAW_ITEM)
@@ -326,8 +291,9 @@ class ExperimentPanel(QWidget):
                             mean_type=self.meanTypeCombo.currentData(),
                             variance_type=self.varianceTypeCombo.currentData(),
                             loss_type=self.lossTypeCombo.currentData())
-        if diffusion.loss_type == "simple" and diffusion.timestep_sampler == "loss-aware":
-            diffusion = replace(diffusion, timestep_sampler="uniform")
+        if LossType(diffusion.loss_type) is LossType.SIMPLE:
+            # L_simple has no per-t bound to weight timesteps by: sample them uniformly
+            diffusion = replace(diffusion, timestep_sampler=DiffusionConfig().timestep_sampler)
         train = replace(base.train,
                         dataset=self.dataset_value(),
                         class_conditional=self.classConditionalCheck.isChecked(),
@@ -336,7 +302,7 @@ class ExperimentPanel(QWidget):
                         steps=self.trainStepsSpin.value(),
                         device=self.deviceCombo.currentData(),
                         seed=self.seedSpin.value())
-        if timesteps >= 2 and train.probe_timesteps > timesteps:
+        if train.probe_timesteps > timesteps:
             # the probe looks at most at every timestep
             train = replace(train, probe_timesteps=timesteps)
         return ExperimentConfig(model=model, diffusion=diffusion, train=train, name=base.name)
@@ -371,7 +337,7 @@ class ExperimentPanel(QWidget):
 
     def select_drawn_dataset(self, count: int) -> None:
         index = self.datasetCombo.findData(DRAWN_DATASET)
-        label = f"Drawn points ({count})"
+        label = f"{dataset_label(DRAWN_DATASET)} ({count})"
         if index < 0:
             index = self.datasetCombo.count() - 3
             self.datasetCombo.insertItem(index + 1, label, DRAWN_DATASET)

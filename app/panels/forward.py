@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 
 from app.widgets.images import for_image_item, tile_images
 from app.widgets.plots import color
-from core.data import to_uint8_images
 from core.build import diffusion_from_config as build_diffusion
+from core.data import to_uint8_images
 
 MAX_POINTS = 2000
 NOISE_EXTENT = 3.5  # N(0, I) points rarely leave [-3.5, 3.5]

@@ -142,7 +142,7 @@ class SchedulePanel(QWidget):
         self.true_ratio.setData(t.astype(np.float64), true / schedule.betas[t])
 
     def _on_config(self, cfg) -> None:
-        learned = cfg.diffusion.variance_type == "learned_range"
+        learned = cfg.diffusion.learns_sigma
         self.sigma_curve.setVisible(learned)
         self.band.setVisible(learned)
         show_in_legend(self.schedulePlot, self.sigma_curve, learned)

@@ -6,9 +6,8 @@ The trajectory comes from core.generate.sample (run by the sampling controller).
 from __future__ import annotations
 
 import numpy as np
-import pyqtgraph as pg
 from PIL import Image, ImageDraw
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -20,14 +19,19 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSlider,
-    QSpinBox,
     QStyle,
     QVBoxLayout,
     QWidget,
 )
 
-from app.widgets.images import for_image_item, qimage_to_array, tile_images
-from app.widgets.plots import color
+from app.sampling import analytic_variance_chosen
+from app.widgets.frame_view import FrameView, KeyStepper
+from app.widgets.images import qimage_to_array, tile_images
+from app.widgets.sampler_options import option_value, option_widget, set_option_value
+from app.widgets.spinboxes import limited_double_spin, limited_spin
+from core.config import SamplingConfig
+from core.samplers import DEFAULT_SAMPLER, all_options, get_sampler, samplers
+from core.samplers.base import ETA, VARIANCE
 
 TRAIL_FRAMES = 8
 MAX_TRAIL_POINTS = 150
@@ -37,132 +41,6 @@ GIF_MAX_FRAMES = 80
 STRIP_FRAMES = 8
 GIF_MAX_SIDE = 720
 STRIP_SIDE = 320
-
-
-def _points_view(plot: pg.PlotItem) -> None:
-    plot.setAspectLocked(True)
-    plot.showGrid(x=True, y=True, alpha=0.15)
-    plot.hideButtons()
-
-
-def _image_view(plot: pg.PlotItem) -> None:
-    plot.setAspectLocked(True)
-    plot.invertY(True)
-    plot.hideAxis("left")
-    plot.hideAxis("bottom")
-    plot.hideButtons()
-
-
-class FrameView(QWidget):
-    """Two equal views side by side: a frame's x_t and its predicted x0 (one widget, so
-    grab() captures both and it takes the keyboard focus for the arrow keys)."""
-
-    def __init__(self, object_name: str, titles: tuple[str, str], parent=None):
-        super().__init__(parent)
-        self.setObjectName(object_name)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.widgets = [pg.PlotWidget(), pg.PlotWidget()]
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(2)
-        for widget, title in zip(self.widgets, titles, strict=True):
-            widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-            widget.getPlotItem().setTitle(title, size="11pt")
-            layout.addWidget(widget, 1)
-        self.left, self.right = (w.getPlotItem() for w in self.widgets)
-        for plot in (self.left, self.right):
-            _points_view(plot)
-        grey = pg.mkBrush(120, 120, 120, 40)
-        self.background = [pg.ScatterPlotItem(size=3, pen=None, brush=grey) for _ in range(2)]
-        brushes = [pg.mkBrush(color(0)), pg.mkBrush(color(1))]
-        self.points = [pg.ScatterPlotItem(size=4, pen=None, brush=b) for b in brushes]
-        self.trails = pg.PlotCurveItem(pen=pg.mkPen(0, 114, 178, 60, width=1))
-        self.images = [pg.ImageItem(), pg.ImageItem()]
-        for plot, bg, pts, img in zip((self.left, self.right), self.background, self.points,
-                                      self.images, strict=True):
-            plot.addItem(img)
-            plot.addItem(bg)
-            plot.addItem(pts)
-        self.left.addItem(self.trails)
-        self.mode = "points"
-
-    def mousePressEvent(self, event) -> None:  # noqa: N802
-        self.setFocus()
-        super().mousePressEvent(event)
-
-    def set_mode(self, mode: str) -> None:
-        """"points" (2-D scatter) or "images" (a tiled grid)."""
-        self.mode = mode
-        images = mode == "images"
-        for plot in (self.left, self.right):
-            if images:
-                _image_view(plot)
-            else:
-                plot.invertY(False)
-                plot.showAxis("left")
-                plot.showAxis("bottom")
-                _points_view(plot)
-        for item in self.images:
-            item.setVisible(images)
-        for item in self.background + self.points + [self.trails]:
-            item.setVisible(not images)
-
-    def set_background(self, points: np.ndarray | None) -> None:
-        for item in self.background:
-            if points is None:
-                item.clear()
-            else:
-                item.setData(pos=points)
-
-    def show_points(self, left: np.ndarray, right: np.ndarray | None) -> None:
-        self.points[0].setData(pos=left)
-        if right is None:
-            self.points[1].clear()
-        else:
-            self.points[1].setData(pos=right)
-
-    def show_images(self, left: np.ndarray, right: np.ndarray | None) -> None:
-        self.images[0].setImage(for_image_item(left), levels=(0, 255), autoLevels=False)
-        if right is None:
-            self.images[1].clear()
-        else:
-            self.images[1].setImage(for_image_item(right), levels=(0, 255), autoLevels=False)
-
-    def set_range(self, lo: np.ndarray, hi: np.ndarray) -> None:
-        for plot in (self.left, self.right):
-            plot.setRange(xRange=(float(lo[0]), float(hi[0])),
-                          yRange=(float(lo[1]), float(hi[1])), padding=0.02)
-
-    def fit_images(self) -> None:
-        for plot in (self.left, self.right):
-            plot.autoRange(padding=0.01)
-
-
-class KeyStepper(QObject):
-    """Arrow keys step the slider, Home/End jump, Space plays, on the watched view."""
-
-    def __init__(self, slider: QSlider, toggle_play):
-        super().__init__(slider)
-        self.slider = slider
-        self.toggle_play = toggle_play
-
-    def eventFilter(self, watched, event) -> bool:  # noqa: N802
-        if event.type() != QEvent.Type.KeyPress:
-            return False
-        key = event.key()
-        if key in (Qt.Key.Key_Left, Qt.Key.Key_Down):
-            self.slider.setValue(self.slider.value() - 1)
-        elif key in (Qt.Key.Key_Right, Qt.Key.Key_Up):
-            self.slider.setValue(self.slider.value() + 1)
-        elif key == Qt.Key.Key_Home:
-            self.slider.setValue(self.slider.minimum())
-        elif key == Qt.Key.Key_End:
-            self.slider.setValue(self.slider.maximum())
-        elif key == Qt.Key.Key_Space:
-            self.toggle_play()
-        else:
-            return False
-        return True
 
 
 class TrajectoryPanel(QWidget):
@@ -184,42 +62,28 @@ class TrajectoryPanel(QWidget):
 
         self.samplerCombo = QComboBox()
         self.samplerCombo.setObjectName("samplerCombo")
-        self.samplerCombo.addItem("DDPM", "ddpm")
-        self.samplerCombo.addItem("DDIM", "ddim")
-        self.samplerCombo.setToolTip("DDPM: ancestral sampling, noise added at every step. "
-                                     "DDIM: deterministic for η = 0.")
-        self.varianceCombo = QComboBox()
-        self.varianceCombo.setObjectName("sampleVarianceCombo")
-        self.varianceCombo.addItem("as trained", "model")
-        self.varianceCombo.addItem("Analytic-DPM", "analytic")
-        self.varianceCombo.setToolTip(
-            "The variance of each DDPM step: the model's own (fixed β̃/β or learned Σθ), or "
-            "Analytic-DPM's optimal σ*² (Bao et al. 2022), estimated first from the network's "
-            "ε on a sample of the training data. Lowest NLL bound with few steps in our toy runs.")
-        self.sampleStepsSpin = QSpinBox()
-        self.sampleStepsSpin.setObjectName("sampleStepsSpin")
-        self.sampleStepsSpin.setRange(1, 20000)
+        for spec in samplers():
+            self.samplerCombo.addItem(spec.label, spec.name)
+            self.samplerCombo.setItemData(self.samplerCombo.count() - 1, spec.description,
+                                          Qt.ItemDataRole.ToolTipRole)
+        # one widget per sampler option (core.samplers), enabled for the samplers taking it
+        self.option_specs = all_options()
+        self.option_widgets = {name: option_widget(spec)
+                               for name, spec in self.option_specs.items()}
+        self.varianceCombo = self.option_widgets.get(VARIANCE.name)
+        self.etaSpin = self.option_widgets.get(ETA.name)
+        self.sampleStepsSpin = limited_spin("sampleStepsSpin", "sampling.steps")
         self.sampleStepsSpin.setValue(100)
         self.sampleStepsSpin.setToolTip("Reverse steps (a respaced subsequence when below T)")
-        self.etaSpin = QDoubleSpinBox()
-        self.etaSpin.setObjectName("etaSpin")
-        self.etaSpin.setRange(0.0, 1.0)
-        self.etaSpin.setSingleStep(0.1)
-        self.etaSpin.setToolTip("DDIM η: 0 deterministic, 1 like DDPM")
-        self.guidanceSpin = QDoubleSpinBox()
+        self.guidanceSpin = limited_double_spin(QDoubleSpinBox(), "sampling.guidance")
         self.guidanceSpin.setObjectName("guidanceSpin")
-        self.guidanceSpin.setRange(0.0, 20.0)
         self.guidanceSpin.setSingleStep(0.5)
         self.guidanceSpin.setToolTip("Classifier-free guidance scale (class-conditional models)")
         self.classCombo = QComboBox()
         self.classCombo.setObjectName("sampleClassCombo")
-        self.countSpin = QSpinBox()
-        self.countSpin.setObjectName("sampleCountSpin")
-        self.countSpin.setRange(1, 5000)
+        self.countSpin = limited_spin("sampleCountSpin", "sampling.n")
         self.countSpin.setValue(500)
-        self.seedSpin = QSpinBox()
-        self.seedSpin.setObjectName("sampleSeedSpin")
-        self.seedSpin.setRange(0, 2**31 - 1)
+        self.seedSpin = limited_spin("sampleSeedSpin", "sampling.seed")
         self.sampleButton = QPushButton("Sample")
         self.sampleButton.setObjectName("sampleButton")
         self.cancelButton = QPushButton("Cancel")
@@ -258,11 +122,15 @@ class TrajectoryPanel(QWidget):
         controls = QGridLayout()
         controls.setHorizontalSpacing(6)
         controls.setVerticalSpacing(2)
-        pairs = [("Sampler", self.samplerCombo), ("Variance", self.varianceCombo),
-                 ("Steps", self.sampleStepsSpin),
-                 ("η", self.etaSpin), ("Guidance", self.guidanceSpin),
-                 ("Class", self.classCombo), ("Samples", self.countSpin),
-                 ("Seed", self.seedSpin)]
+        # choices beside the sampler, numbers beside the step count
+        options = [(spec.label, self.option_widgets[name], spec.kind == "choice")
+                   for name, spec in self.option_specs.items()]
+        pairs = ([("Sampler", self.samplerCombo)]
+                 + [(label, widget) for label, widget, choice in options if choice]
+                 + [("Steps", self.sampleStepsSpin)]
+                 + [(label, widget) for label, widget, choice in options if not choice]
+                 + [("Guidance", self.guidanceSpin), ("Class", self.classCombo),
+                    ("Samples", self.countSpin), ("Seed", self.seedSpin)])
         for col, (label, widget) in enumerate(pairs):
             controls.addWidget(QLabel(label), 0, col)
             controls.addWidget(widget, 1, col)
@@ -304,28 +172,32 @@ class TrajectoryPanel(QWidget):
 
     # -- settings ------------------------------------------------------------------------
     def params(self) -> dict:
+        """The request as a flat dict (SamplingConfig.to_params: the fields and every
+        option by name); the app keeps it in its settings."""
         label = self.classCombo.currentData()
-        return {"sampler": self.samplerCombo.currentData(),
-                "variance": self.varianceCombo.currentData(),
-                "steps": self.sampleStepsSpin.value(), "eta": self.etaSpin.value(),
-                "guidance": self.guidanceSpin.value(),
-                "label": None if label is None or label < 0 else int(label),
-                "n": self.countSpin.value(), "seed": self.seedSpin.value()}
+        return SamplingConfig(
+            sampler=self.samplerCombo.currentData(), steps=self.sampleStepsSpin.value(),
+            n=self.countSpin.value(), seed=self.seedSpin.value(),
+            guidance=self.guidanceSpin.value(),
+            label=None if label is None or label < 0 else int(label),
+            options={name: option_value(widget)
+                     for name, widget in self.option_widgets.items()}).to_params()
 
     def set_params(self, params: dict) -> None:
-        index = self.samplerCombo.findData(params.get("sampler", "ddpm"))
+        """Show a dict as params() makes it: a missing sampler or option shows its default,
+        a missing number keeps its field; unknown keys and values are ignored."""
+        config = SamplingConfig.from_params(params)
+        index = self.samplerCombo.findData(params.get("sampler", DEFAULT_SAMPLER))
         if index >= 0:
             self.samplerCombo.setCurrentIndex(index)
-        index = self.varianceCombo.findData(params.get("variance", "model"))
-        if index >= 0:
-            self.varianceCombo.setCurrentIndex(index)
-        for key, spin in (("steps", self.sampleStepsSpin), ("eta", self.etaSpin),
-                          ("guidance", self.guidanceSpin), ("n", self.countSpin),
-                          ("seed", self.seedSpin)):
+        for name, widget in self.option_widgets.items():
+            set_option_value(widget, config.options.get(name, self.option_specs[name].default))
+        for key, spin in (("steps", self.sampleStepsSpin), ("guidance", self.guidanceSpin),
+                          ("n", self.countSpin), ("seed", self.seedSpin)):
             if key in params:
                 try:
                     spin.setValue(type(spin.value())(params[key]))
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):
                     pass
 
     def set_class_names(self, names) -> None:
@@ -353,13 +225,14 @@ class TrajectoryPanel(QWidget):
             self.set_class_names(None)
 
     def _sampler_changed(self) -> None:
-        ddim = self.samplerCombo.currentData() == "ddim"
-        self.etaSpin.setEnabled(ddim)
-        self.varianceCombo.setEnabled(not ddim)  # DDIM sets its noise through eta
+        spec = get_sampler(self.samplerCombo.currentData())
+        self.samplerCombo.setToolTip(spec.description)
+        for name, widget in self.option_widgets.items():
+            widget.setEnabled(name in spec.option_names())
 
     def _request(self) -> None:
         params = self.params()
-        self._analytic_run = params["variance"] == "analytic" and params["sampler"] == "ddpm"
+        self._analytic_run = analytic_variance_chosen(params)
         self.sample_requested.emit(params)
 
     def set_busy(self, busy: bool) -> None:

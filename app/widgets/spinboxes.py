@@ -1,11 +1,14 @@
-"""A spin box for values such as learning rates that span decades (1e-5 .. 1)."""
+"""A spin box for values such as learning rates that span decades (1e-5 .. 1), and spin
+boxes whose ranges come from core.config.LIMITS (the one definition of every bound)."""
 
 from __future__ import annotations
 
 import math
 
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import QDoubleSpinBox
+from PySide6.QtWidgets import QDoubleSpinBox, QSpinBox
+
+from core.config import limits
 
 
 class ScientificSpinBox(QDoubleSpinBox):
@@ -59,3 +62,29 @@ def _is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+INT_SPIN_MAX = 2**31 - 1  # a QSpinBox holds a C int
+
+
+def int_range(setting: str) -> tuple[int, int]:
+    """The (low, high) of a "section.field" integer setting (core.config.LIMITS), cut to
+    what a QSpinBox can hold (an unbounded or 64-bit high end becomes 2**31 - 1)."""
+    low, high = limits(setting)
+    return int(low), INT_SPIN_MAX if high is None else int(min(high, INT_SPIN_MAX))
+
+
+def limited_spin(name: str, setting: str, step: int = 1) -> QSpinBox:
+    """A QSpinBox named `name` whose range is that of `setting` in core.config.LIMITS."""
+    spin = QSpinBox()
+    spin.setObjectName(name)
+    spin.setRange(*int_range(setting))
+    spin.setSingleStep(step)
+    return spin
+
+
+def limited_double_spin(spin: QDoubleSpinBox, setting: str) -> QDoubleSpinBox:
+    """Give `spin` the range of a float `setting` (core.config.LIMITS); returns it."""
+    low, high = limits(setting)
+    spin.setRange(float(low), float(high))
+    return spin

@@ -8,6 +8,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtWidgets import QLabel, QPushButton, QWidget
 
+from core.config import LIMITS
+
 NAMES = ["mainWindow", "presetCombo", "datasetCombo", "scheduleCombo", "timestepsSpin",
          "meanTypeCombo", "varianceTypeCombo", "lossTypeCombo", "learningRateSpin",
          "batchSizeSpin", "trainStepsSpin", "deviceCombo", "seedSpin", "startButton",
@@ -40,19 +42,29 @@ def test_launch_has_every_named_widget_and_the_2d_default(window):
 def test_invalid_settings_disable_start_and_name_the_field(window, qtbot):
     start = window.findChild(QPushButton, "startButton")
     error = window.findChild(QLabel, "configError")
-    window.experiment.learningRateSpin.setValue(0.0)
+    window.experiment.learningRateSpin.setValue(0.0)  # lr > 0: the open end of its range
     assert not start.isEnabled()
     assert error.isVisible() and "train.lr" in error.text()
     assert window.experiment.learningRateSpin.property("invalid") is True
     window.experiment.learningRateSpin.setValue(1e-3)
     assert start.isEnabled() and not error.isVisible()
+    # numbers outside core.config.LIMITS cannot be entered at all
     window.experiment.timestepsSpin.setValue(1)
-    assert not start.isEnabled() and "diffusion.timesteps" in error.text()
-    window.experiment.batchSizeSpin.setValue(0)  # still invalid; first error stays named
-    assert not start.isEnabled()
-    window.experiment.timestepsSpin.setValue(50)
-    assert not start.isEnabled() and "train.batch_size" in error.text()
-    window.experiment.batchSizeSpin.setValue(32)
+    assert window.experiment.timestepsSpin.value() == LIMITS["diffusion.timesteps"][0]
+    window.experiment.batchSizeSpin.setValue(0)
+    assert window.experiment.batchSizeSpin.value() == LIMITS["train.batch_size"][0]
+    assert start.isEnabled()
+    # two invalid settings: the first in validation order stays named until it is fixed
+    cfg = window.experiment.validate()
+    cfg.diffusion.lambda_vlb = -1.0  # a setting without a field of its own (presets, files)
+    window.experiment.set_config(cfg)
+    assert not start.isEnabled() and "diffusion.lambda_vlb" in error.text()
+    window.experiment.learningRateSpin.setValue(0.0)  # still invalid; first error stays named
+    assert not start.isEnabled() and "diffusion.lambda_vlb" in error.text()
+    cfg.diffusion.lambda_vlb, cfg.train.lr = 0.001, 0.0
+    window.experiment.set_config(cfg)
+    assert not start.isEnabled() and "train.lr" in error.text()
+    window.experiment.learningRateSpin.setValue(1e-3)
     assert start.isEnabled() and error.text() == ""
 
 
