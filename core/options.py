@@ -8,6 +8,8 @@ combo boxes show its labels). It imports nothing heavy, so core.config can use i
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from enum import Enum
 
 
@@ -96,3 +98,31 @@ class DataKind(Choice):
     def of_data(cls, kind: str) -> DataKind:
         """A data set's kind ("image", or "vector" / "continuous") as a DataKind."""
         return cls.IMAGE if kind == cls.IMAGE.value else cls.CONTINUOUS
+
+
+@dataclass(frozen=True)
+class NllUnit:
+    """The unit a negative log-likelihood (or a VLB term) is shown in: `label` for axes and
+    legends ("bits/dim"), `key` for CSV headers and JSON ("bits_per_dim"), and `per_bit`, the
+    factor that turns a value in bits/dim (what core computes) into this unit."""
+
+    label: str
+    key: str
+    per_bit: float
+
+    def from_bits(self, value):
+        """A value (number or array) in bits/dim, in this unit."""
+        return value * self.per_bit
+
+
+BITS_PER_DIM = NllUnit("bits/dim", "bits_per_dim", 1.0)
+NATS_PER_DIM = NllUnit("nats/dim", "nats_per_dim", math.log(2.0))
+
+
+def nll_unit(kind) -> NllUnit:
+    """The one rule for likelihood units: bits/dim for 8-bit images (a discrete likelihood,
+    comparable with the papers), nats/dim for continuous data (a density; the unit of the
+    entropy plots). `kind` is a DataKind or a data set's kind ("image", "vector",
+    "continuous")."""
+    value = kind.value if isinstance(kind, DataKind) else kind
+    return BITS_PER_DIM if value == DataKind.IMAGE.value else NATS_PER_DIM
