@@ -32,7 +32,8 @@ class Session(QObject):
     """Current settings, data set, trainer, curves, probes and the last trajectory.
 
     Signals (all emitted in the GUI thread):
-      config_changed(ExperimentConfig)  the panel's settings, validated
+      config_changed(ExperimentConfig)  the panel's settings, validated (config_valid
+                                        turns False while the shown ones are invalid)
       schedule_changed(NoiseSchedule)   the schedule of those settings (core.schedule)
       dataset_changed(Dataset | None)
       trainer_changed(Trainer | None)   a new run or a loaded checkpoint
@@ -61,6 +62,7 @@ class Session(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.config: ExperimentConfig = ExperimentConfig()
+        self.config_valid = True  # False while the settings form shows invalid settings
         self.schedule: NoiseSchedule | None = None
         self.dataset: Any = None
         self.dataset_key: tuple | None = None
@@ -77,11 +79,17 @@ class Session(QObject):
         """New validated settings; recomputes the schedule only if it changed."""
         old = self.config.diffusion if self.schedule is not None else None
         self.config = config
+        self.config_valid = True
         new = config.diffusion
         if old is None or (old.schedule, old.timesteps) != (new.schedule, new.timesteps):
             self.schedule = NoiseSchedule.from_name(new.schedule, new.timesteps)
             self.schedule_changed.emit(self.schedule)
         self.config_changed.emit(config)
+
+    def set_config_invalid(self) -> None:
+        """The settings being edited are invalid: `config` keeps the last valid ones, which
+        no new run may use until the settings are valid again."""
+        self.config_valid = False
 
     # -- data ------------------------------------------------------------------------
     def set_dataset(self, dataset: Any, key: tuple | None) -> None:

@@ -43,11 +43,11 @@ def test_invalid_settings_disable_start_and_name_the_field(window, qtbot):
     start = window.findChild(QPushButton, "startButton")
     error = window.findChild(QLabel, "configError")
     window.experiment.learningRateSpin.setValue(0.0)  # lr > 0: the open end of its range
-    assert not start.isEnabled()
+    assert not start.isEnabled() and not window.session.config_valid
     assert error.isVisible() and "train.lr" in error.text()
     assert window.experiment.learningRateSpin.property("invalid") is True
     window.experiment.learningRateSpin.setValue(1e-3)
-    assert start.isEnabled() and not error.isVisible()
+    assert start.isEnabled() and not error.isVisible() and window.session.config_valid
     # numbers outside core.config.LIMITS cannot be entered at all
     window.experiment.timestepsSpin.setValue(1)
     assert window.experiment.timestepsSpin.value() == LIMITS["diffusion.timesteps"][0]
@@ -64,6 +64,8 @@ def test_invalid_settings_disable_start_and_name_the_field(window, qtbot):
     cfg.diffusion.lambda_vlb, cfg.train.lr = 0.001, 0.0
     window.experiment.set_config(cfg)
     assert not start.isEnabled() and "train.lr" in error.text()
+    window.start_training()  # Start refuses invalid settings
+    assert not window.training.is_active()
     window.experiment.learningRateSpin.setValue(1e-3)
     assert start.isEnabled() and error.text() == ""
 
