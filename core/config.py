@@ -264,6 +264,19 @@ class ExperimentConfig:
                               f"must not exceed diffusion.timesteps ({self.diffusion.timesteps})")
         return self
 
+    def check_trainable(self) -> ExperimentConfig:
+        """validate(), then refuse settings that would train something other than they say:
+        a learned variance (learned_range) with the simple loss, which gives the variance
+        channels no gradient (Sigma_theta would stay at v = 0.5). Valid in a file (older
+        checkpoints hold it); refused for a new run by the app's form and `train`."""
+        self.validate()
+        d = self.diffusion
+        if d.learns_sigma and not LossType(d.loss_type).trains_variance:
+            raise ConfigError("diffusion.loss_type", d.loss_type,
+                              "learned range needs the hybrid or vlb loss: L_simple gives the "
+                              "variance no gradient, so Σθ would stay at v = 0.5")
+        return self
+
     # -- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
