@@ -14,14 +14,6 @@ def prewarm_torch() -> None:
     torch.optim.AdamW([torch.zeros(1, requires_grad=True)])
 
 
-def configure_threads() -> None:
-    """One intra-op torch thread on small CPUs: more makes small models much slower."""
-    import torch
-
-    if (os.cpu_count() or 1) <= 4:
-        torch.set_num_threads(1)
-
-
 SLOW_EXIT_ENV = "DIFFUSION_EXPLORER_SLOW_EXIT"  # "1": leave through the interpreter's teardown
 
 
@@ -39,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     from app.style import apply_style
 
     apply_style(app)
-    configure_threads()
+    from core.device import configure_threads
+
+    configure_threads()                 # the rule the CLI uses too (core.device.default_threads)
     from PySide6.QtCore import QTimer
 
     from app.main_window import MainWindow

@@ -7,10 +7,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from app.workers import TaskWorker, WorkerThread
 from core.config import SamplingConfig
-from core.samplers.base import VARIANCE
 
 MAX_RECORDED_FRAMES = 200
-ANALYTIC_VARIANCE = "analytic"  # the value of core's VARIANCE option that means Analytic-DPM
 
 
 def request_for(params: dict, num_timesteps: int, num_classes: int | None) -> SamplingConfig:
@@ -32,10 +30,9 @@ def analytic_variance_chosen(params: dict) -> bool:
     """The request samples with Analytic-DPM's variance (the "variance" option of the
     samplers that take it), which first estimates sigma*^2 from a sample of the data."""
     try:
-        options = SamplingConfig.from_params(params).sampler_options()
+        return SamplingConfig.from_params(params).uses_analytic_variance()
     except ValueError:
         return False
-    return options.get(VARIANCE.name) == ANALYTIC_VARIANCE
 
 
 def record_every_for(steps: int, max_frames: int = MAX_RECORDED_FRAMES) -> int:

@@ -120,7 +120,8 @@ def main(argv=None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from app.__main__ import configure_threads, prewarm_torch
+    from app.__main__ import prewarm_torch
+    from core.device import configure_threads
 
     configure_threads()
     prewarm_torch()

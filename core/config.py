@@ -16,6 +16,7 @@ from typing import Any
 from core.data.registry import DEFAULT_DATASET
 from core.options import LossType, MeanType, VarType
 from core.samplers import DEFAULT_SAMPLER, all_options, get_sampler, sampler_names
+from core.samplers.base import ANALYTIC, VARIANCE
 from core.schedule import SCHEDULE_NAMES
 from core.timestep_sampler import TIMESTEP_SAMPLER_NAMES
 
@@ -379,6 +380,11 @@ class SamplingConfig:
     def sampler_options(self) -> dict[str, Any]:
         """The chosen sampler's options: the given values, else their defaults."""
         return get_sampler(self.sampler).resolve_options(self.options)
+
+    def uses_analytic_variance(self) -> bool:
+        """The chosen sampler takes the variance option and it says Analytic-DPM (sigma*^2 is
+        then estimated first from a sample of the training data)."""
+        return self.sampler_options().get(VARIANCE.name) == ANALYTIC
 
     def steps_for(self, num_timesteps: int) -> int:
         """The steps of this request for a model of T timesteps (the default when None)."""

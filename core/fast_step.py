@@ -4,9 +4,8 @@ self-check against eager. The math a graph replays is the very function the eage
 calls: `Trainer.step_on` (core.train_step.train_step) for training, a SamplerRun's `step`
 (core.samplers) for sampling.
 
-A PyTorch eager step launches every op from Python (~8 us of host time each); a UNet
-training step issues thousands of kernels, so on a fast GPU the host, not the GPU, sets the
-pace. A replayed graph is one launch per step:
+An eager step launches every op from Python (~8 us of host time each; a UNet training step
+issues thousands), so on a fast GPU the host sets the pace. A replayed graph is one launch:
 
 - training "graph": the whole step after the data draw (forward, loss, backward, gradient
   clipping, fused AdamW, EMA, the metrics row) on static buffers. The random draws still

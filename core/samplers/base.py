@@ -59,12 +59,13 @@ class OptionSpec:
 
 ETA = OptionSpec("eta", "η", 0.0, "DDIM noise scale η: 0 deterministic, 1 DDPM's posterior "
                  "variance β̃ (Song et al. 2021, eq. 16)", low=0.0, high=1.0)
+ANALYTIC = "analytic"        # the VARIANCE choice that means Analytic-DPM's sigma*^2
 VARIANCE = OptionSpec(
     "variance", "Variance", "model",
     "The variance of each ancestral step: the model's own (fixed β̃/β or learned Σθ), or "
     "Analytic-DPM's optimal σ*² (Bao et al. 2022), estimated first from the network's ε on "
     "a sample of the training data",
-    kind="choice", choices=(("model", "as trained"), ("analytic", "Analytic-DPM")))
+    kind="choice", choices=(("model", "as trained"), (ANALYTIC, "Analytic-DPM")))
 
 
 class StepOutput(NamedTuple):

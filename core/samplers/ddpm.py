@@ -33,6 +33,6 @@ class DDPMRun(SamplerRun):
 
 
 SPEC = SamplerSpec(
-    name="ddpm", label="DDPM (ancestral)",
+    name="ddpm", label="DDPM",
     description="DDPM: ancestral sampling, noise added at every step (Ho et al. 2020)",
     deterministic=False, make_run=DDPMRun, options=(VARIANCE,))
