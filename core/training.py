@@ -108,6 +108,7 @@ class Trainer:
         self.data_shape = tuple(int(s) for s in dataset.shape)
         self.is_image = dataset.kind == "image"
         self.diffusion = diffusion_from_config(config, dataset.kind)
+        self.diffusion.device_tables(self.device)      # now, not inside a step (or a capture)
         self.batch_size = tc.batch_size
 
         with torch.random.fork_rng(devices=[]):
