@@ -248,7 +248,8 @@ def make_our_trainer(match: str, size: str, batch: int, device: str, *, precisio
                      n_images: int | None = None):
     """(trainer, fast_step) on random images; fast_step is the core.fast_step object the
     trainer's step hook calls (None: the trainer's plain step)."""
-    from core.fast_step import DEFAULT_COMPILE_MODE, FastTrainStep
+    from core.fast_step import DEFAULT_COMPILE_MODE
+    from core.fast_train import FastTrainStep
     from core.training import Trainer
 
     config = our_config(match, size, batch, device, log_every)

@@ -71,7 +71,7 @@ def _qt_application():
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from app.workers import DEFAULT_TORCH_THREADS, TrainWorker
-    from core.fast_step import describe_training_path
+    from core.fast_train import describe_training_path
     from core.training import Trainer
 
     threads = args.threads or DEFAULT_TORCH_THREADS

@@ -140,7 +140,8 @@ def build_ours(match: str, precision: str, mode: str, args) -> Variant:
     trainer, fast = common.make_our_trainer(match, args.size, args.batch, args.device,
                                             precision=precision, mode=mode,
                                             compile_mode=args.compile_mode, log_every=log_every)
-    from core.fast_step import describe_training_path, requested_path
+    from core.fast_step import requested_path
+    from core.fast_train import describe_training_path
 
     if mode == "auto":
         mode = fast.active if fast is not None else requested_path(args.device)
@@ -295,7 +296,7 @@ def loss_curve(args) -> dict:
     import numpy as np
 
     from core.data import get_dataset
-    from core.fast_step import FastTrainStep, describe_training_path
+    from core.fast_train import FastTrainStep, describe_training_path
     from core.training import Trainer
 
     config = curve_config(args)

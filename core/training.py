@@ -45,7 +45,7 @@ from core.build import (
 from core.config import ConfigError, ExperimentConfig
 from core.device import AutocastModel, get_rng_state, resolve_device, set_rng_state
 from core.ema import EMA, effective_decay, make_ema
-from core.fast_step import attach_default
+from core.fast_train import attach_default
 from core.probe import probe_batch_size, probe_model, probe_timesteps
 from core.timestep_sampler import make_timestep_sampler
 from core.train_step import METRIC_KEYS, StepBatch, train_step

@@ -11,15 +11,8 @@ import torch
 from core.build import diffusion_from_config as build_diffusion
 from core.config import ExperimentConfig
 from core.data import Dataset
-from core.fast_step import (
-    ENV_VAR,
-    FastTrainStep,
-    agreement,
-    attach_default,
-    describe_training_path,
-    requested_path,
-    step_runner,
-)
+from core.fast_step import ENV_VAR, requested_path, step_runner
+from core.fast_train import FastTrainStep, agreement, attach_default, describe_training_path
 from core.models import UNet
 from core.sampling import FastSampler, ddim_sample, ddpm_sample, make_run
 from core.schedule import space_timesteps
@@ -160,11 +153,20 @@ class _FakeCuda:
     def __init__(self, monkeypatch, fast, broken=None, fail_capture=False):
         self.fast, self.broken, self.fail_capture = fast, broken, fail_capture
         self.captures = self.replays = 0
-        monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: _FakeStream())
+        self.streams, self.warmup_streams, self.capture_streams = [], [], []
+        monkeypatch.setattr(torch.cuda, "Stream", self._new_stream)
         monkeypatch.setattr(torch.cuda, "current_stream", lambda *a, **k: _FakeStream())
-        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "stream", self._use_stream)
         monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: self)
         monkeypatch.setattr(torch.cuda, "graph", self._capture)
+
+    def _new_stream(self, *args, **kwargs):
+        self.streams.append(_FakeStream())
+        return self.streams[-1]
+
+    def _use_stream(self, stream):
+        self.warmup_streams.append(stream)
+        return contextlib.nullcontext()
 
     def _state(self):
         weights, optimizer, _ = self.fast.trainer._live_tensors()
@@ -173,6 +175,7 @@ class _FakeCuda:
     @contextlib.contextmanager
     def _capture(self, graph, stream=None, capture_error_mode="global"):
         assert graph is self and capture_error_mode == "thread_local"
+        self.capture_streams.append(stream)
         if self.fail_capture:
             raise RuntimeError("operation not permitted when stream is capturing")
         before = [t.detach().clone() for t in self._state()]
@@ -220,14 +223,25 @@ def test_capture_flow_warms_up_checks_then_replays_with_the_plain_numbers(monkey
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_changed_learning_rate_triggers_a_new_capture(monkeypatch):
+def test_changed_learning_rate_warms_up_again_then_captures_on_the_same_side_stream(monkeypatch):
     plain, trainer, fast, cuda = _graph_on_cpu(monkeypatch, {"train": {"warmup_steps": 0}})
     trainer.run(7)
-    assert cuda.captures == 1
+    assert cuda.captures == 1 and len(cuda.warmup_streams) == 3
     trainer.config.train.lr = 1e-3
-    trainer.run(3)
+    trainer.run(3)                         # the old graph no longer fits: 3 new warm-ups
+    assert cuda.captures == 1 and len(cuda.warmup_streams) == 6
+    trainer.run(1)
     assert cuda.captures == 2 and fast.active == "graph"
     assert trainer.optimizer.param_groups[0]["lr"] == 1e-3
+    # every warm-up and every capture ran on the one side stream of this fast step
+    assert len(cuda.streams) == 1
+    assert set(map(id, cuda.warmup_streams + cuda.capture_streams)) == {id(cuda.streams[0])}
+
+
+def test_a_compile_mode_with_its_own_cuda_graphs_is_refused_inside_the_graph_path():
+    trainer = Trainer(image_config(), dataset=image_dataset())
+    with pytest.raises(ValueError, match="'reduce-overhead' captures CUDA graphs itself"):
+        FastTrainStep(trainer, path="compile+graph", compile_mode="reduce-overhead")
 
 
 @pytest.mark.parametrize("broken", ["ema", "optimizer"])
@@ -485,3 +499,30 @@ def test_fast_sampler_clamps_to_a_box_like_core_sampling(monkeypatch):
     assert all(r.pred_x0.min() >= -0.3 - 1e-6 and r.pred_x0.max() <= 0.4 + 1e-6 for r in records)
     unclamped = list(ddim_sample(respaced, model, shape, noise=noise, clip_denoised=False))
     assert not torch.allclose(unclamped[-1].x, got)
+
+
+def test_self_check_compares_replay_and_eager_on_the_same_dropout_masks(monkeypatch):
+    """With dropout in the network, the replay and the eager step of the self-check start
+    from the same dropout RNG state: they agree exactly, not merely within the tolerance."""
+    import core.fast_train as fast_train
+
+    seen = []
+    real = fast_train.agreement
+    monkeypatch.setattr(fast_train, "agreement",
+                        lambda *args, **kw: (seen.append(args), real(*args, **kw))[1])
+    config = {"model": {"dropout": 0.5}, "train": {"warmup_steps": 0}}
+    plain, trainer, fast, cuda = _graph_on_cpu(monkeypatch, config)
+    trainer.run(6)
+    assert fast.active == "graph" and len(seen) == 1
+    graph_row, eager_row, graph_delta, eager_delta = seen[0]
+    np.testing.assert_array_equal(graph_row, eager_row)
+    np.testing.assert_array_equal(graph_delta, eager_delta)
+    # and the masks change from one replayed step to the next: the RNG state moves on
+    states = []
+    for _ in range(3):
+        trainer.run(1)
+        states.append(trainer._dropout_state.clone())
+    assert cuda.replays == 1 + 2 + 3       # the check, steps 4-5, then these three
+    assert not torch.equal(states[0], states[1]) and not torch.equal(states[1], states[2])
+    plain.run(9)
+    np.testing.assert_allclose(trainer.history["loss"], plain.history["loss"], rtol=1e-5)
