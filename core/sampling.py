@@ -23,6 +23,7 @@ from core.diffusion import GaussianDiffusion
 from core.fast_step import (
     DEFAULT_COMPILE_MODE,
     StepRunner,
+    check_compile_mode,
     check_path_and_precision,
     compile_network,
     step_runner,
@@ -141,6 +142,7 @@ class FastSampler:
         if path == "auto":
             path = "graph" if cuda else "eager"
         check_path_and_precision(path, precision)
+        check_compile_mode(path, compile_mode)
         T = diffusion.num_timesteps
         steps = spec.default_steps(T) if steps is None else steps
         if not 1 <= int(steps) <= T:

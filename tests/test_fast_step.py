@@ -526,3 +526,26 @@ def test_self_check_compares_replay_and_eager_on_the_same_dropout_masks(monkeypa
     assert not torch.equal(states[0], states[1]) and not torch.equal(states[1], states[2])
     plain.run(9)
     np.testing.assert_allclose(trainer.history["loss"], plain.history["loss"], rtol=1e-5)
+
+
+def test_the_tables_a_captured_sampler_step_reads_live_as_long_as_its_runner(monkeypatch):
+    """A graph keeps the addresses of every tensor it read at capture: the diffusion's device
+    tables and the run's own step tables must stay alive (and unchanged) after sampling."""
+    import gc
+
+    diffusion = build_diffusion(image_config(diffusion={"timesteps": 30}), "image")
+    fast = FastSampler(tiny_unet(), diffusion, (2, 1, 8, 8), sampler="ddim", steps=6, eta=0.5,
+                       path="graph", precision="fp32")
+    fast.active, fast.reason = "graph", ""
+    cuda = _FakeSamplerCuda(monkeypatch, fast)
+    tables = fast.run.diffusion.device_tables("cpu")
+    held = {name: (t, t.data_ptr()) for name, t in tables.items()}
+    run_tables = {name: getattr(fast.run, name) for name in ("x0_coef", "eps_coef", "sigma")}
+    fast.sample(noise=torch.randn(2, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    gc.collect()
+    assert cuda.captures == 1
+    again = fast.run.diffusion.device_tables("cpu")
+    assert again is tables
+    assert all(again[name] is tensor and tensor.data_ptr() == ptr
+               for name, (tensor, ptr) in held.items())
+    assert all(getattr(fast.run, name) is value for name, value in run_tables.items())
