@@ -53,6 +53,7 @@ LIMITS: dict[str, tuple[float, float | None]] = {
     "train.probe_every": (0, None),
     "train.probe_timesteps": (2, 1000),
     "train.checkpoint_every": (0, None),
+    "train.micro_batch": (0, 65536),
     "sampling.n": (1, 100_000),
     "sampling.steps": (1, 20000),
     "sampling.seed": (0, 2**63 - 1),
@@ -128,6 +129,9 @@ class ModelConfig:
     # MLP (2-D data)
     hidden: int = 128
     mlp_blocks: int = 3
+    # recompute the UNet's res-block activations in the backward pass: less memory, about
+    # a third more compute (the weights and the numbers do not change)
+    checkpointing: bool = False
 
     def validate(self) -> None:
         prefix = "model"
@@ -153,6 +157,8 @@ class ModelConfig:
         _check_float(f"{prefix}.dropout", self.dropout)
         _check_int(f"{prefix}.hidden", self.hidden)
         _check_int(f"{prefix}.mlp_blocks", self.mlp_blocks)
+        if not isinstance(self.checkpointing, bool):
+            raise ConfigError(f"{prefix}.checkpointing", self.checkpointing, "must be true or false")
 
 
 @dataclass
@@ -211,6 +217,9 @@ class TrainConfig:
     probe_every: int = 250
     probe_timesteps: int = 20
     checkpoint_every: int = 0         # 0: only at the end
+    # examples per forward/backward pass: the batch in chunks of micro_batch with gradient
+    # accumulation (same gradient, less activation memory); 0: the whole batch at once
+    micro_batch: int = 0
     compile: bool = False
 
     def validate(self) -> None:
@@ -243,6 +252,11 @@ class TrainConfig:
         _check_int(f"{prefix}.probe_every", self.probe_every)
         _check_int(f"{prefix}.probe_timesteps", self.probe_timesteps)
         _check_int(f"{prefix}.checkpoint_every", self.checkpoint_every)
+        _check_int(f"{prefix}.micro_batch", self.micro_batch)
+        if self.micro_batch and (isinstance(self.batch_size, int) and self.batch_size % self.micro_batch):
+            raise ConfigError(f"{prefix}.micro_batch", self.micro_batch,
+                              f"must divide train.batch_size ({self.batch_size}), or be 0 for the "
+                              "whole batch at once")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"{prefix}.compile", self.compile, "must be true or false")
 

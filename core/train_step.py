@@ -40,27 +40,46 @@ class StepBatch(NamedTuple):
 def train_step(model, diffusion: GaussianDiffusion, optimizer: torch.optim.Optimizer,
                params: list[torch.Tensor], ema: EMA, batch: StepBatch,
                ema_weight: torch.Tensor, grad_clip: float,
-               check: Callable[[torch.Tensor, torch.Tensor], None] | None = None
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+               check: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
+               micro_batch: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step on `batch` (see the module docstring).
+
+    micro_batch k (0 < k < B, dividing B): the forward and backward passes run on B/k chunks
+    of k examples and the gradients accumulate, each chunk's loss scaled by k/B, so the
+    gradient is that of the whole batch's mean loss (up to float rounding) with the
+    activations of k examples in memory at a time.
 
     Returns (raw losses (B,) detached, for a loss-aware timestep sampler; the metrics row
     (len(METRIC_KEYS),) float32 on the device).
     """
-    kwargs = {} if batch.y is None else {"y": batch.y}
-    losses = diffusion.training_losses(model, batch.x0, batch.t, kwargs, noise=batch.noise)
-    loss = (losses["loss"] * batch.weights).mean()
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    size = batch.x0.shape[0]
+    if 0 < micro_batch < size:
+        parts = [_losses_backward(model, diffusion, StepBatch(*(
+            None if field is None else field[start:start + micro_batch] for field in batch)),
+            scale=micro_batch / size) for start in range(0, size, micro_batch)]
+        loss = torch.stack([part[0] for part in parts]).sum()
+        losses = {key: torch.cat([part[1][key] for part in parts]) for key in parts[0][1]}
+    else:
+        loss, losses = _losses_backward(model, diffusion, batch, scale=1.0)
     max_norm = grad_clip if grad_clip > 0 else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm, foreach=True)
     if check is not None:
         check(loss, grad_norm)
     optimizer.step()
     ema.update_with(ema_weight)
-    row = metrics_row(loss.detach(), losses, batch.weights, batch.t, grad_norm,
-                      diffusion.num_timesteps)
-    return losses["loss"].detach(), row
+    row = metrics_row(loss, losses, batch.weights, batch.t, grad_norm, diffusion.num_timesteps)
+    return losses["loss"], row
+
+
+def _losses_backward(model, diffusion: GaussianDiffusion, batch: StepBatch, scale: float):
+    """Backward of scale * mean_b w_b L_b on `batch`; returns (that loss, detached, and
+    the per-example losses, detached)."""
+    kwargs = {} if batch.y is None else {"y": batch.y}
+    losses = diffusion.training_losses(model, batch.x0, batch.t, kwargs, noise=batch.noise)
+    loss = (losses["loss"] * batch.weights).mean()
+    (loss * scale if scale != 1.0 else loss).backward()
+    return (loss * scale).detach(), {key: value.detach() for key, value in losses.items()}
 
 
 def metrics_row(loss: torch.Tensor, losses: dict, weights: torch.Tensor, t: torch.Tensor,

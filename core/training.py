@@ -271,8 +271,9 @@ class Trainer:
         """core.train_step.train_step with this trainer's network, diffusion, optimizer,
         EMA, EMA weight and grad_clip: the one step both paths run (a CUDA graph captures
         this call)."""
+        tc = self.config.train
         return train_step(self._train_model, self.diffusion, self.optimizer, self._params,
-                          self._ema, batch, self._ema_weight, self.config.train.grad_clip, check)
+                          self._ema, batch, self._ema_weight, tc.grad_clip, check, tc.micro_batch)
 
     @contextmanager
     def _model_rng(self):

@@ -73,7 +73,7 @@ def build_model(model_config: ModelConfig, data_shape: Sequence[int],
                 channel_mult=model_config.channel_mult,
                 num_heads=model_config.num_heads,
                 num_classes=num_classes,
-            )
+            ).set_checkpointing(model_config.checkpointing)
         except ArchitectureError as exc:
             if exc.argument not in _CONFIG_FIELDS:
                 raise

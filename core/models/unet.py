@@ -163,6 +163,13 @@ class UNet(nn.Module):
             zero_module(nn.Conv2d(ch, out_channels, 3, padding=1)),
         )
 
+    def set_checkpointing(self, enabled: bool) -> UNet:
+        """Activation checkpointing of every res block (EmbedSequential.checkpointing)."""
+        for module in self.modules():
+            if isinstance(module, EmbedSequential):
+                module.checkpointing = bool(enabled)
+        return self
+
     def embed(self, t: torch.Tensor, y: torch.Tensor | None, batch: int,
               dtype: torch.dtype) -> torch.Tensor:
         """Conditioning vector (B, 4 * model_channels) from timesteps and optional labels."""
