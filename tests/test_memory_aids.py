@@ -111,3 +111,15 @@ def test_micro_batch_must_divide_the_batch():
         config(micro_batch=4)
     with pytest.raises(ConfigError, match="model.checkpointing"):
         ExperimentConfig.from_dict({"model": {"checkpointing": "yes"}}).validate()
+
+
+def test_the_out_of_memory_advice_names_the_batch_the_model_and_both_aids():
+    from core.oom import training_oom_advice
+
+    text = training_oom_advice(128, 35_400_000, device="cuda:0")
+    for words in ("batch of 128", "35.40M parameters", "cuda:0", "train.micro_batch to 32",
+                  "model.checkpointing", "train.batch_size"):
+        assert words in text, words
+    # an aid already in use is not offered again
+    used = training_oom_advice(128, 35_400_000, micro_batch=16, checkpointing=True)
+    assert "micro_batch to" not in used and "turn on model.checkpointing" not in used
