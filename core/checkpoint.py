@@ -12,7 +12,9 @@ Writing is atomic (core.atomic_write): a temp file in a hidden folder beside the
 fsync, os.replace, fsync of the folder, so a crash leaves either the old file or the new
 one, and nothing a killed save leaves behind looks like a checkpoint. A failed write (disk full,
 ...) raises CheckpointError saying whether the previous file is unchanged. Every problem on
-loading raises CheckpointError naming the file, before anything is changed.
+loading raises CheckpointError naming the file and the field or tensor, before anything is
+changed or built: core.checkpoint_checks bounds every metadata field, compares the
+architecture with the stored tensors on the meta device and refuses non-finite weights.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+import core.checkpoint_checks as checks
 from core.atomic_write import AtomicWriteError, write_atomically
 from core.build import diffusion_from_config, model_from_config
+from core.checkpoint_checks import Invalid
 from core.config import ConfigError, ExperimentConfig
 from core.diffusion import GaussianDiffusion
 from core.training import HISTORY_KEYS, Trainer
@@ -38,8 +42,6 @@ from core.training import HISTORY_KEYS, Trainer
 FORMAT_NAME = "diffusion-explorer-checkpoint"
 FORMAT_VERSION = 1
 _OPTIMIZER_FLAGS = {"params", "fused", "foreach", "capturable", "differentiable", "decoupled_weight_decay"}
-_PROBE_ARRAYS = ("t", "loss", "vlb", "eps_norm_sq", "analytic_variance", "v_mean", "v_std",
-                 "log_var_mean", "log_var_std")
 
 
 class CheckpointError(Exception):
@@ -83,10 +85,18 @@ class Checkpoint:
         return diffusion_from_config(self.config, self.data_kind)
 
     def build_model(self, ema: bool = True, device="cpu") -> nn.Module:
-        """The network with the EMA (or raw) weights, frozen, in eval mode on `device`."""
-        model = _empty_model(self)
+        """The network with the EMA (or raw) weights, frozen, in eval mode on `device`.
+        The state is checked against the architecture on the meta device first, so nothing
+        is allocated for a config that does not fit the weights."""
         state = self.ema_state if ema else self.model_state
-        _check_state_matches(self.path, model.state_dict(), state, "ema" if ema else "model")
+        meta = {"config": self.config, "data_shape": self.data_shape,
+                "num_classes": self.num_classes}
+        try:
+            _check_matches(self.path, _meta_model(meta).state_dict(), state,
+                           "ema" if ema else "model")
+            model = _build_model(self.config, self.data_shape, self.num_classes)
+        except Invalid as exc:
+            raise CheckpointError(self.path, str(exc)) from None
         model.load_state_dict(state)
         model.requires_grad_(False)
         return model.to(device).eval()
@@ -176,35 +186,48 @@ def _probe_to_json(probe: dict) -> dict:
 
 # ---------------------------------------------------------------------- loading
 def load_checkpoint(path, device="cpu") -> Checkpoint:
-    """Read and check a checkpoint file; CheckpointError names any problem."""
+    """Read and check a checkpoint file; CheckpointError names any problem.
+
+    Every metadata field and tensor is checked (core.checkpoint_checks) before anything is
+    built from it: the architecture its config describes is compared with the stored
+    tensors on the `meta` device, so a config or num_classes that does not fit the file
+    allocates nothing; weights must be finite."""
     path = Path(path)
     metadata, tensors = _read_file(path)
-    meta = _parse_metadata(path, metadata)
-    if metadata.get("checksum") != _checksum(tensors):
-        raise CheckpointError(path, "is corrupt: its tensor data do not match the checksum "
-                                    "written with it")
-    groups: dict[str, dict[str, torch.Tensor]] = {}
-    for name, tensor in tensors.items():
-        prefix, _, rest = name.partition(".")
-        groups.setdefault(prefix, {})[rest] = tensor.to(device)
-    for prefix in ("model", "ema"):
-        if not groups.get(prefix):
-            raise CheckpointError(path, f"holds no {prefix} weights ('{prefix}.*' tensors)")
-    checkpoint = Checkpoint(
-        path=str(path), format_version=meta["format_version"], config=meta["config"],
+    try:
+        meta = _parse_metadata(metadata)
+        if metadata.get("checksum") != _checksum(tensors):
+            raise Invalid("is corrupt: its tensor data do not match the checksum written with it")
+        groups = checks.group_tensors(tensors)
+        for prefix in ("model", "ema"):
+            if not groups.get(prefix):
+                raise Invalid(f"holds no {prefix} weights ('{prefix}.*' tensors)")
+        architecture = _meta_model(meta)
+        checks.check_state(architecture.state_dict(), groups["model"], "model")
+        checks.check_state(architecture.state_dict(), groups["ema"], "ema")
+        config = meta["config"]
+        checks.check_finite("model", groups["model"])
+        checks.check_finite("ema", groups["ema"])
+        checks.check_optimizer(groups.get("optim", {}), list(architecture.parameters()))
+        checks.check_rng(groups.get("rng", {}), meta["device_type"])
+        checks.check_sampler(groups.get("sampler", {}), config.diffusion.timestep_sampler,
+                             config.diffusion.timesteps)
+        history = checks.check_history(groups.get("history", {}))
+    except Invalid as exc:
+        raise CheckpointError(path, str(exc)) from None
+    on_device = {prefix: {k: v.to(device) for k, v in group.items()}
+                 for prefix, group in groups.items() if prefix in ("model", "ema", "sampler")}
+    return Checkpoint(
+        path=str(path), format_version=meta["format_version"], config=config,
         step=meta["step"], dataset_name=meta["dataset"], data_kind=meta["data_kind"],
         data_shape=meta["data_shape"], num_classes=meta["num_classes"],
-        model_state=groups["model"], ema_state=groups["ema"],
-        optimizer_state=_optimizer_state(path, groups.get("optim", {}), meta["optim_param_groups"]),
-        generator_states={k: v.cpu() for k, v in groups.get("rng", {}).items()},
-        sampler_state=groups.get("sampler", {}), device_type=meta["device_type"],
-        history=_history(groups.get("history", {})), probe_history=meta["probe_history"],
-        data_box=meta["data_box"],
+        model_state=on_device["model"], ema_state=on_device["ema"],
+        optimizer_state=_optimizer_state(groups.get("optim", {}), meta["optim_param_groups"],
+                                         device),
+        generator_states=dict(groups.get("rng", {})),
+        sampler_state=on_device.get("sampler", {}), device_type=meta["device_type"],
+        history=history, probe_history=meta["probe_history"], data_box=meta["data_box"],
     )
-    expected = _empty_model(checkpoint).state_dict()
-    _check_state_matches(path, expected, checkpoint.model_state, "model")
-    _check_state_matches(path, expected, checkpoint.ema_state, "ema")
-    return checkpoint
 
 
 def _read_file(path: Path):
@@ -241,11 +264,13 @@ def _read_file(path: Path):
 
 
 def _check_version(path: Path, metadata: dict) -> None:
+    text = metadata.get("format_version", "")
     try:
-        version = int(metadata.get("format_version", ""))
+        version = int(text) if len(text) <= 9 else None
     except ValueError:
-        raise CheckpointError(path, f"has an invalid format_version "
-                                    f"{metadata.get('format_version')!r}") from None
+        version = None
+    if version is None:
+        raise CheckpointError(path, f"has an invalid format_version {checks.shown(text)}")
     if version > FORMAT_VERSION:
         raise CheckpointError(path, f"was written by a newer version (format {version}; this "
                                     f"version reads up to {FORMAT_VERSION}); update the program")
@@ -253,120 +278,55 @@ def _check_version(path: Path, metadata: dict) -> None:
         raise CheckpointError(path, f"has an invalid format_version {version}")
 
 
-def _parse_metadata(path: Path, metadata: dict) -> dict:
-    def field_json(name):
-        if name not in metadata:
-            raise CheckpointError(path, f"lacks the metadata field {name!r}")
-        try:
-            return json.loads(metadata[name])
-        except json.JSONDecodeError:
-            raise CheckpointError(path, f"has invalid JSON in the metadata field {name!r}") from None
-
+def _parse_metadata(metadata: dict) -> dict:
+    """Every metadata field, parsed and checked (Invalid names the field)."""
     try:
-        config = ExperimentConfig.from_dict(field_json("config")).validate()
+        config = ExperimentConfig.from_dict(checks.parse_json(metadata, "config")).validate()
     except ConfigError as exc:
-        raise CheckpointError(path, f"holds an invalid config ({exc})") from None
-    data_shape = field_json("data_shape")
-    num_classes = field_json("num_classes")
-    step = field_json("step")
-    if not (isinstance(data_shape, list) and data_shape and all(isinstance(s, int) and s > 0 for s in data_shape)):
-        raise CheckpointError(path, f"has an invalid data_shape {data_shape!r}")
-    if num_classes is not None and not (isinstance(num_classes, int) and num_classes > 0):
-        raise CheckpointError(path, f"has an invalid num_classes {num_classes!r}")
-    if not isinstance(step, int) or step < 0:
-        raise CheckpointError(path, f"has an invalid step {step!r}")
-    data_kind = metadata.get("data_kind")
-    if data_kind not in ("image", "vector"):
-        raise CheckpointError(path, f"has an invalid data_kind {data_kind!r}")
-    probes = field_json("probe_history")
-    groups = field_json("optim_param_groups")
-    if not isinstance(probes, list) or not isinstance(groups, list):
-        raise CheckpointError(path, "has malformed probe_history or optim_param_groups metadata")
-    data_box = field_json("data_box") if "data_box" in metadata else None  # absent in older files
-    if data_box is not None and not _valid_box(data_box, math.prod(data_shape)):
-        raise CheckpointError(path, "has an invalid data_box (expected null or two lists of "
-                              f"{math.prod(data_shape)} finite numbers, low <= high)")
+        raise Invalid(f"holds an invalid config ({exc})") from None
+    data_shape = checks.check_data(metadata.get("data_kind"),
+                                   checks.parse_json(metadata, "data_shape"))
+    box = checks.parse_json(metadata, "data_box") if "data_box" in metadata else None
     return {
-        "data_box": None if data_box is None else (data_box[0], data_box[1]),
-        "format_version": int(metadata["format_version"]), "config": config, "step": step,
-        "dataset": metadata.get("dataset", config.train.dataset), "data_kind": data_kind,
-        "data_shape": tuple(data_shape), "num_classes": num_classes,
-        "optim_param_groups": groups, "device_type": metadata.get("device_type", "cpu"),
-        "probe_history": [_probe_from_json(p) for p in probes],
+        "format_version": int(metadata["format_version"]), "config": config,
+        "step": checks.check_step(checks.parse_json(metadata, "step")),
+        "dataset": checks.check_text("dataset", metadata.get("dataset", config.train.dataset)),
+        "data_kind": metadata["data_kind"], "data_shape": data_shape,
+        "num_classes": checks.check_num_classes(checks.parse_json(metadata, "num_classes"),
+                                                config.train.class_conditional),
+        "optim_param_groups": checks.check_param_groups(
+            checks.parse_json(metadata, "optim_param_groups")),
+        "device_type": checks.check_device_type(metadata.get("device_type", "cpu")),
+        "probe_history": checks.check_probes(checks.parse_json(metadata, "probe_history"),
+                                             config.diffusion.timesteps),
+        "data_box": checks.check_data_box(box, math.prod(data_shape)),  # absent in older files
     }
 
 
-def _valid_box(box, dim: int) -> bool:
-    if not (isinstance(box, list) and len(box) == 2):
-        return False
-    low, high = box
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                  for side in (low, high) if isinstance(side, list) for v in side)
-    return (isinstance(low, list) and isinstance(high, list) and len(low) == len(high) == dim
-            and numbers and all(a <= b for a, b in zip(low, high, strict=True)))
-
-
-def _probe_from_json(probe: dict) -> dict:
-    out = dict(probe)
-    for key in _PROBE_ARRAYS:
-        if out.get(key) is not None:
-            out[key] = np.asarray(out[key], dtype=np.int64 if key == "t" else np.float64)
-    return out
-
-
-def _optimizer_state(path: Path, tensors: dict[str, torch.Tensor], groups: list) -> dict:
+def _optimizer_state(tensors: dict[str, torch.Tensor], groups: list, device) -> dict:
+    """torch's optimizer state dict from the checked optim.<i>.<key> tensors; the moments on
+    `device`, the step counts on the CPU (as torch keeps them)."""
     state: dict[int, dict] = {}
     for name, tensor in tensors.items():
         index, _, key = name.partition(".")
-        if not index.isdigit() or not key:
-            raise CheckpointError(path, f"has a malformed optimizer tensor 'optim.{name}'")
-        state.setdefault(int(index), {})[key] = tensor.cpu() if key == "step" else tensor
+        state.setdefault(int(index), {})[key] = tensor if key == "step" else tensor.to(device)
     for group in groups:
-        if not isinstance(group, dict):
-            raise CheckpointError(path, "has malformed optim_param_groups metadata")
         if isinstance(group.get("betas"), list):
             group["betas"] = tuple(group["betas"])
     return {"state": state, "param_groups": groups}
 
 
-def _history(tensors: dict[str, torch.Tensor]) -> dict[str, list[float]]:
-    history = {}
-    for key in HISTORY_KEYS:
-        values = tensors.get(key)
-        history[key] = [] if values is None else values.double().cpu().tolist()
-    history["step"] = [int(s) for s in history["step"]]
-    return history
+def _meta_model(meta: dict) -> nn.Module:
+    """The architecture of the checked metadata on the meta device: shapes, no storage."""
+    with torch.device("meta"):
+        return _build_model(meta["config"], meta["data_shape"], meta["num_classes"])
 
 
-def _empty_model(checkpoint: Checkpoint) -> nn.Module:
-    """The checkpoint's architecture with uninitialised weights."""
+def _build_model(config, data_shape, num_classes) -> nn.Module:
     try:
-        return model_from_config(checkpoint.config, checkpoint.data_shape,
-                                 checkpoint.num_classes)
+        return model_from_config(config, data_shape, num_classes)
     except (ConfigError, ValueError) as exc:
-        raise CheckpointError(checkpoint.path, f"describes a model that cannot be built ({exc})") from None
-
-
-def _check_state_matches(path, expected: dict, state: dict, what: str) -> None:
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(expected[k].shape)}"
-             for k in sorted(set(expected) & set(state)) if state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {_few(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {_few(unexpected)}")
-        if wrong:
-            parts.append(f"shapes differ: {_few(wrong)}")
-        raise CheckpointError(path, f"its {what} weights do not match the architecture in its "
-                                    f"config ({'; '.join(parts)})")
-
-
-def _few(items: list[str], limit: int = 3) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+        raise Invalid(f"describes a model that cannot be built ({exc})") from None
 
 
 # ---------------------------------------------------------------------- resuming
@@ -384,28 +344,29 @@ def restore_trainer(trainer: Trainer, checkpoint: Checkpoint) -> None:
         if ours != theirs:
             diffs = [f"{k}: {getattr(theirs, k)!r} in the file, {getattr(ours, k)!r} here"
                      for k in vars(ours) if getattr(ours, k) != getattr(theirs, k)]
-            raise CheckpointError(path, f"was trained with different {section} settings ({_few(diffs)})")
+            raise CheckpointError(path, f"was trained with different {section} settings "
+                                        f"({checks.few(diffs)})")
     if tuple(checkpoint.data_shape) != tuple(trainer.data_shape):
         raise CheckpointError(path, f"was trained on data of shape {tuple(checkpoint.data_shape)}, "
                                     f"the data set has shape {tuple(trainer.data_shape)}")
     if checkpoint.num_classes != trainer.num_classes:
         raise CheckpointError(path, f"was trained with num_classes={checkpoint.num_classes}, "
                                     f"this trainer has {trainer.num_classes}")
-    _check_state_matches(path, trainer.model.state_dict(), checkpoint.model_state, "model")
-    _check_state_matches(path, trainer.ema_model.state_dict(), checkpoint.ema_state, "ema")
+    _check_matches(path, trainer.model.state_dict(), checkpoint.model_state, "model",
+                   "this trainer")
+    _check_matches(path, trainer.ema_model.state_dict(), checkpoint.ema_state, "ema",
+                   "this trainer")
     optimizer_state = _checked_optimizer_state(path, trainer, checkpoint.optimizer_state)
     sampler_state = trainer.timestep_sampler.state_dict()
     for key, value in sampler_state.items():
         saved = checkpoint.sampler_state.get(key)
-        if saved is None or saved.shape != value.shape:
-            raise CheckpointError(path, f"lacks or mis-sizes the timestep sampler state {key!r}")
+        if saved is None or saved.shape != value.shape or saved.dtype != value.dtype:
+            raise CheckpointError(path, f"lacks or mis-sizes the timestep sampler state {key!r} "
+                                        f"(expected {value.dtype} {tuple(value.shape)})")
     # generator states are rank 0's: other ranks, or another device type, re-seed instead
     same_device = checkpoint.device_type == trainer.device.type and trainer.world_size == 1
-    current = trainer.generator_states()
-    if same_device and any(key not in checkpoint.generator_states
-                           or checkpoint.generator_states[key].shape != value.shape
-                           for key, value in current.items()):
-        raise CheckpointError(path, "lacks or mis-sizes the random generator states")
+    if same_device:
+        _check_generator_states(path, trainer, checkpoint.generator_states)
 
     trainer.model.load_state_dict(checkpoint.model_state)
     with trainer._ema_lock:
@@ -422,6 +383,32 @@ def restore_trainer(trainer: Trainer, checkpoint: Checkpoint) -> None:
     trainer.probe_history = list(checkpoint.probe_history)
     if checkpoint.data_box is not None:  # the box of the data the model was trained on
         trainer.data_box = (list(checkpoint.data_box[0]), list(checkpoint.data_box[1]))
+
+
+def _check_matches(path, expected: dict, state: dict, what: str,
+                   against: str = "its config, data_shape and num_classes") -> None:
+    try:
+        checks.check_state(expected, state, what, against)
+    except Invalid as exc:
+        raise CheckpointError(path, str(exc)) from None
+
+
+def _check_generator_states(path, trainer: Trainer, saved: dict[str, torch.Tensor]) -> None:
+    """Each generator state of the trainer is in the file as uint8 of the same shape, and
+    torch accepts it on the trainer's device (tried on a scratch generator)."""
+    for key, value in trainer.generator_states().items():
+        state = saved.get(key)
+        if state is None:
+            raise CheckpointError(path, f"lacks the random generator state rng.{key}")
+        if state.dtype != torch.uint8 or state.shape != value.shape:
+            raise CheckpointError(path, f"its tensor rng.{key} is {state.dtype} of shape "
+                                        f"{tuple(state.shape)}; a generator state on "
+                                        f"{trainer.device.type} is torch.uint8 of shape "
+                                        f"{tuple(value.shape)}")
+        try:
+            checks.check_generator_state(f"rng.{key}", state, trainer.device)
+        except Invalid as exc:
+            raise CheckpointError(path, str(exc)) from None
 
 
 def _checked_optimizer_state(path, trainer: Trainer, saved: dict) -> dict:
@@ -442,9 +429,11 @@ def _checked_optimizer_state(path, trainer: Trainer, saved: dict) -> dict:
             raise CheckpointError(path, f"has optimizer state for parameter {index}, but the "
                                         f"model has {len(params)} parameters")
         for key in ("exp_avg", "exp_avg_sq"):
-            if key in entry and entry[key].shape != params[index].shape:
-                raise CheckpointError(path, f"optimizer state {key} of parameter {index} has shape "
-                                            f"{tuple(entry[key].shape)}, the parameter "
+            if key in entry and (entry[key].shape != params[index].shape
+                                 or entry[key].dtype != params[index].dtype):
+                raise CheckpointError(path, f"optimizer state {key} of parameter {index} is "
+                                            f"{entry[key].dtype} {tuple(entry[key].shape)}, the "
+                                            f"parameter {params[index].dtype} "
                                             f"{tuple(params[index].shape)}")
         if not {"exp_avg", "exp_avg_sq", "step"} <= set(entry):
             raise CheckpointError(path, f"optimizer state of parameter {index} is incomplete")
