@@ -37,7 +37,9 @@ from core.data.dataset import (
 )
 from core.data.formats import (
     CIFAR10_CLASSES,
+    MAX_CLASSES,
     DataError,
+    idx_label_path,
     is_cifar_batch_name,
     is_idx_images_name,
     load_idx_images,
@@ -126,8 +128,29 @@ def get_dataset(name_or_path, *, image_size: int | None = 28, grayscale: bool = 
         raise DataError(f"{where}: cannot be read ({error.strerror or error})") from None
 
 
-def _classes_from_labels(labels: np.ndarray) -> int:
-    return int(labels.max()) + 1
+MIN_CLASS_ROOM = 10  # a few items of MNIST or CIFAR-10 still have their ten classes
+
+
+def _classes_from_labels(labels: np.ndarray, source) -> int:
+    """max label + 1: below MAX_CLASSES, and at most max(number of items, MIN_CLASS_ROOM),
+    so a file of a few items cannot ask for a model of millions of classes."""
+    count = int(labels.max()) + 1
+    if count > MAX_CLASSES:
+        raise DataError(f"{source}: label {count - 1:,} is too large: a class index must be "
+                        f"below {MAX_CLASSES:,}")
+    if count > max(len(labels), MIN_CLASS_ROOM):
+        raise DataError(f"{source}: label {count - 1:,} makes {count:,} classes for "
+                        f"{len(labels):,} items; a data set has at most one class per item "
+                        f"(or {MIN_CLASS_ROOM})")
+    return count
+
+
+def _native_size(source, images: np.ndarray, image_size) -> None:
+    """Images kept at their native size (image_size None) must fit MAX_IMAGE_SIZE."""
+    if image_size is None and max(images.shape[-2:]) > MAX_IMAGE_SIZE:
+        raise DataError(f"{source}: its images are {images.shape[-2]}x{images.shape[-1]}, "
+                        f"larger than {MAX_IMAGE_SIZE}; choose an image_size up to "
+                        f"{MAX_IMAGE_SIZE}")
 
 
 def _folder_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset:
@@ -142,16 +165,20 @@ def _folder_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset
         if len(shapes) > 1:
             raise DataError(f"{path}: its IDX image files have different image sizes {sorted(shapes)}")
         images = np.concatenate([p[0] for p in parts])
+        _native_size(path, images, image_size)
         has_labels = all(p[1] is not None for p in parts)
         labels = np.concatenate([p[1] for p in parts]) if has_labels else None
         return image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
-                              labels=labels, num_classes=_classes_from_labels(labels) if has_labels else None,
+                              labels=labels, num_classes=_classes_from_labels(labels, path) if has_labels else None,
                               pad_small=True, source=str(path))
     if image_size is None:
         raise DataError(f"image_size: a folder of pictures ({path}) needs an explicit image size")
     folder = load_image_folder(path, image_size, grayscale=channels == 1)
     if len(folder.images) < 2:
         raise DataError(f"{path}: only 1 usable image (of {folder.tried} tried); need at least 2")
+    if folder.class_names and len(folder.class_names) > MAX_CLASSES:
+        raise DataError(f"{path}: {len(folder.class_names):,} sub-folders would be as many "
+                        f"classes; at most {MAX_CLASSES:,} are supported")
     return image_dataset(path.name, folder.images, 255, size=image_size, channels=channels, seed=seed,
                           labels=folder.labels,
                           num_classes=len(folder.class_names) if folder.class_names else None,
@@ -159,7 +186,7 @@ def _folder_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset
 
 
 def _cifar_dataset(path: Path, images, labels, class_names, image_size, channels, seed) -> Dataset:
-    num_classes = len(class_names) if class_names else max(10, _classes_from_labels(labels))
+    num_classes = len(class_names) if class_names else max(10, _classes_from_labels(labels, path))
     if class_names is None and num_classes == 10:
         class_names = CIFAR10_CLASSES
     if labels.max() >= num_classes:
@@ -173,8 +200,9 @@ def _file_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset:
         head = handle.read(4)
     if head[:2] == b"\x1f\x8b" or head[:2] == b"\x00\x00":
         images, labels = load_idx_images(path)
+        _native_size(path, images, image_size)
         return image_dataset(path.name, images[:, None], 255, size=image_size, channels=channels, seed=seed,
-                              labels=labels, num_classes=_classes_from_labels(labels) if labels is not None else None,
+                              labels=labels, num_classes=_classes_from_labels(labels, idx_label_path(path)) if labels is not None else None,
                               pad_small=True, source=str(path))
     if head[:1] == b"\x80":
         images, labels = read_cifar_batch(path)

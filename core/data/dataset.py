@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from core.data.formats import DataError
+from core.data.formats import MAX_CLASSES, DataError
 from core.data.images import fit_to_size, set_channels, unit_to_signed
 from core.data.toys import GaussianMixture
 
@@ -99,7 +99,13 @@ def image_dataset(name: str, images: np.ndarray, max_value: float, *, size: int 
                    channels: int, seed: int, labels: np.ndarray | None = None,
                    num_classes: int | None = None, pad_small: bool = False, **extra) -> Dataset:
     """images: (N, C, h, w) integers in 0..max_value -> Dataset in [-1, 1]. Each split is
-    converted separately to keep the float copies small."""
+    converted separately to keep the float copies small. labels must be class indices
+    below num_classes, itself at most MAX_CLASSES."""
+    if labels is not None and num_classes is not None and (
+            not 1 <= num_classes <= MAX_CLASSES or (len(labels) and (
+                int(labels.min()) < 0 or int(labels.max()) >= num_classes))):
+        raise DataError(f"{extra.get('source') or name}: labels must be class indices from 0 "
+                        f"to {num_classes - 1:,} (at most {MAX_CLASSES:,} classes)")
     train_index, test_index = split_indices(len(images), seed)
 
     def convert(index: np.ndarray) -> torch.Tensor:

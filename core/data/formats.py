@@ -25,11 +25,17 @@ class DataError(ValueError):
     """A data set could not be built; the message names the path or name and the problem."""
 
 
+# A class index must be below this; a class-conditional model embeds every class, so a
+# label of 2**31 - 1 would otherwise ask for an embedding of 2**31 rows.
+MAX_CLASSES = 10_000
+
+
 # ---------------------------------------------------------------- IDX (MNIST) files
 # Layout: magic (0, 0, type code, ndim), then ndim big-endian uint32 sizes, then the data.
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 GZIP_MAGIC = b"\x1f\x8b"
 _CHUNK = 1 << 24
+MAX_IDX_BYTES = 1 << 31   # 2 GiB of data; EMNIST, the largest IDX set, holds under 1 GiB
 
 
 def _is_gzip(path: Path) -> bool:
@@ -73,6 +79,10 @@ def read_idx(path) -> np.ndarray:
                 raise DataError(f"{path}: truncated IDX header (expected {ndim} dimension sizes)")
             dims = tuple(int(d) for d in np.frombuffer(size_bytes, dtype=">u4"))
             expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
+            if expected > MAX_IDX_BYTES:
+                raise DataError(f"{path}: its header claims dims {dims} ({expected:,} bytes of "
+                                f"data); this program reads IDX files of up to "
+                                f"{MAX_IDX_BYTES:,} bytes")
             if opener is open and os.path.getsize(path) != 4 + 4 * ndim + expected:
                 raise DataError(
                     f"{path}: file length {os.path.getsize(path)} bytes does not match its header "
@@ -124,7 +134,15 @@ def load_idx_images(path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"{label_path}: {len(labels)} labels for {len(images)} images in {path.name}")
     if labels.min() < 0:
         raise DataError(f"{label_path}: labels must be non-negative, found {labels.min()}")
+    check_label_range(label_path, labels)
     return images, labels.astype(np.int64)
+
+
+def check_label_range(path, labels: np.ndarray) -> None:
+    """Every label of the file at `path` is a class index below MAX_CLASSES."""
+    if len(labels) and int(labels.max()) >= MAX_CLASSES:
+        raise DataError(f"{path}: label {int(labels.max()):,} is too large: a class index "
+                        f"must be below {MAX_CLASSES:,}")
 
 
 def is_idx_images_name(name: str) -> bool:
@@ -229,6 +247,7 @@ def read_cifar_batch(path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path}: CIFAR labels are not a list of integers") from error
     if labels.shape != (len(data),) or labels.dtype.kind not in "iu" or (len(labels) and labels.min() < 0):
         raise DataError(f"{path}: CIFAR labels must be {len(data)} non-negative integers, got {labels.shape} {labels.dtype}")
+    check_label_range(path, labels)
     return np.ascontiguousarray(data), labels.astype(np.int64)
 
 
@@ -250,6 +269,9 @@ def read_cifar_dir(folder) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | No
         meta = restricted_load(meta_path)
         names = _text_keys(meta).get("label_names") if isinstance(meta, dict) else None
         if isinstance(names, list | tuple):
+            if len(names) > MAX_CLASSES:
+                raise DataError(f"{meta_path}: {len(names):,} label_names; at most "
+                                f"{MAX_CLASSES:,} classes are supported")
             class_names = tuple(n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), class_names
 
