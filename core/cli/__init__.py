@@ -15,13 +15,14 @@ from core.cli.common import (
     EXIT_RUNTIME,
     EXIT_USAGE,
     Parser,
+    RunFailed,
     UsageError,
 )
 from core.cli.pictures import image_grid, scatter_plot
 from core.cli.train import TEST_DUMP_ENV
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_RUNTIME", "EXIT_USAGE", "OOM_ADVICE", "TEST_DUMP_ENV",
-           "UsageError", "build_parser", "image_grid", "main", "scatter_plot"]
+           "RunFailed", "UsageError", "build_parser", "image_grid", "main", "scatter_plot"]
 
 OOM_ADVICE = ("out of memory: lower train.batch_size or the model size (model.channels, "
               "model.hidden) in the config, sample fewer at once (--n, --batch-size), or choose "
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_threads(args.threads)      # --threads, else the rule the app uses too
         return COMMANDS[args.command].run(args)
-    except CheckpointWriteError as exc:  # disk full and the like: the run, not the command
+    except (CheckpointWriteError, RunFailed) as exc:  # disk full, NaN samples: the run failed
         return _fail(exc, EXIT_RUNTIME)
     except (UsageError, ConfigError, DataError, CheckpointError, ValueError) as exc:
         return _fail(exc, EXIT_USAGE)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from core.cli.common import add_threads, check_positive, training_data
+from core.cli.common import add_threads, limited_int, training_data
 from core.samplers.base import VARIANCE
 
 
@@ -17,11 +17,12 @@ def add_parser(commands) -> None:
                              "log-likelihood of generated samples next to the data's own.")
     add_threads(ev)
     ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--n", type=int, default=128, help="test examples for the bound (default 128)")
-    ev.add_argument("--samples", type=int, default=2000,
+    ev.add_argument("--n", type=limited_int("sampling.n"), default=128,
+                    help="test examples for the bound (default 128)")
+    ev.add_argument("--samples", type=limited_int("sampling.n"), default=2000,
                     help="samples for the 2-D log-likelihood (default 2000)")
-    ev.add_argument("--batch-size", type=int, default=64)
-    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--batch-size", type=limited_int("train.batch_size"), default=64)
+    ev.add_argument("--seed", type=limited_int("sampling.seed"), default=0)
     ev.add_argument("--variance", choices=[value for value, _ in VARIANCE.choices],
                     default=VARIANCE.default,
                     help="reverse-step variance for the bound and the samples: the model's "
@@ -34,9 +35,6 @@ def run(args) -> int:
     from core.device import resolve_device
     from core.metrics import nll_bound, sample_log_likelihood
 
-    check_positive("--n", args.n)
-    check_positive("--samples", args.samples)
-    check_positive("--batch-size", args.batch_size)
     device = resolve_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint)
     dataset = training_data(args.checkpoint, checkpoint)

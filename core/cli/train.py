@@ -9,7 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from core.cli.common import EXIT_INTERRUPTED, UsageError, add_threads, check_positive
+from core.cli.common import (
+    EXIT_INTERRUPTED,
+    UsageError,
+    add_threads,
+    check_writable,
+    limited_int,
+)
 
 TEST_DUMP_ENV = "DIFFUSION_EXPLORER_TEST_DUMP_DIR"   # tests: every rank dumps its final weights
 
@@ -23,9 +29,11 @@ def add_parser(commands) -> None:
     source = train.add_mutually_exclusive_group()
     source.add_argument("--preset", help="a preset name (e.g. toy-2d, mnist-ddpm, digits)")
     source.add_argument("--config", help="an ExperimentConfig JSON file")
-    train.add_argument("--steps", type=int, help="total optimizer steps (overrides the config)")
+    train.add_argument("--steps", type=limited_int("train.steps"),
+                       help="total optimizer steps (overrides the config)")
     train.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (overrides the config)")
-    train.add_argument("--seed", type=int, help="random seed (overrides the config)")
+    train.add_argument("--seed", type=limited_int("train.seed"),
+                       help="random seed (overrides the config)")
     train.add_argument("--out", required=True, help="checkpoint file to write")
     train.add_argument("--resume", action="store_true",
                        help="continue from --out when it exists (its own config is used)")
@@ -40,8 +48,9 @@ def run(args) -> int:
     from core.presets import load_preset
     from core.training import Trainer, TrainingDiverged
 
-    check_positive("--steps", args.steps)
     out = Path(args.out)
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a folder; give a checkpoint file name")
     resuming = args.resume and out.exists()
     if not resuming:
         if out.exists() and not args.force:
@@ -61,6 +70,7 @@ def run(args) -> int:
             raise (exc.in_file(args.config) if args.config else exc) from None
     if not out.parent.is_dir():
         raise UsageError(f"--out: the folder {out.parent} does not exist")
+    check_writable("--out", out)       # now, not after the whole run
 
     device = None
     if distributed.launched_by_torchrun():
