@@ -123,3 +123,61 @@ def test_the_out_of_memory_advice_names_the_batch_the_model_and_both_aids():
     # an aid already in use is not offered again
     used = training_oom_advice(128, 35_400_000, micro_batch=16, checkpointing=True)
     assert "micro_batch to" not in used and "turn on model.checkpointing" not in used
+
+
+# ---------------------------------------------------------------------- the CLI
+def write_config(tmp_path, **diffusion):
+    import json
+    data = {"model": {"kind": "mlp", "hidden": 16, "mlp_blocks": 1},
+            "diffusion": {"schedule": "linear", "timesteps": 10, **diffusion},
+            "train": {"dataset": "8gaussians", "num_samples": 64, "batch_size": 8, "steps": 3,
+                      "device": "cpu", "probe_every": 0, "probe_timesteps": 2, "log_every": 1}}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_train_takes_the_memory_aids_as_flags(tmp_path):
+    from core.checkpoint import load_checkpoint
+    from core.cli import main
+
+    out = tmp_path / "run.ckpt"
+    assert main(["train", "--config", str(write_config(tmp_path)), "--out", str(out),
+                 "--micro-batch", "4", "--checkpointing"]) == 0
+    config = load_checkpoint(out).config
+    assert config.train.micro_batch == 4 and config.model.checkpointing is True
+
+
+def test_train_refuses_a_micro_batch_that_does_not_divide_the_batch(tmp_path, capsys):
+    from core.cli import main
+
+    code = main(["train", "--config", str(write_config(tmp_path)), "--out",
+                 str(tmp_path / "x.ckpt"), "--micro-batch", "3"])
+    assert code == 2 and "train.micro_batch = 3" in capsys.readouterr().err
+
+
+def test_train_refuses_learned_range_with_the_simple_loss(tmp_path, capsys):
+    from core.cli import main
+
+    config = write_config(tmp_path, variance_type="learned_range", loss_type="simple")
+    code = main(["train", "--config", str(config), "--out", str(tmp_path / "x.ckpt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "diffusion.loss_type" in err and "hybrid or vlb" in err
+    assert str(config) in err
+
+
+def test_out_of_memory_in_training_names_the_batch_the_model_and_the_aids(tmp_path, capsys,
+                                                                         monkeypatch):
+    from core.cli import main
+
+    def exhausted(self, *args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
+    monkeypatch.setattr(Trainer, "run", exhausted)
+    code = main(["train", "--config", str(write_config(tmp_path)), "--out",
+                 str(tmp_path / "x.ckpt")])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and lines[-2].startswith("error: CUDA out of memory")
+    hint = lines[-1]
+    assert hint.startswith("hint: out of memory on cpu with a batch of 8 examples")
+    assert "M parameters" in hint and "train.micro_batch to 2" in hint
+    assert "model.checkpointing" in hint

@@ -66,10 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(exc, EXIT_USAGE)
     except (TrainingDiverged, OSError, RuntimeError) as exc:
         if is_out_of_memory(exc):
-            return _fail(exc, EXIT_RUNTIME, OOM_ADVICE)
+            return _fail(exc, EXIT_RUNTIME, getattr(exc, "advice", OOM_ADVICE))
         return _fail(exc, EXIT_RUNTIME)
     except MemoryError as exc:
-        return _fail(exc, EXIT_RUNTIME, OOM_ADVICE)
+        return _fail(exc, EXIT_RUNTIME, getattr(exc, "advice", OOM_ADVICE))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -38,7 +38,13 @@ def add_parser(commands) -> None:
     train.add_argument("--resume", action="store_true",
                        help="continue from --out when it exists (its own config is used)")
     train.add_argument("--force", action="store_true", help="overwrite an existing --out")
-
+    train.add_argument("--micro-batch", type=limited_int("train.micro_batch"),
+                       help="examples per forward/backward pass: the batch in chunks with "
+                            "gradient accumulation (same gradient, less memory; must divide "
+                            "the batch size; 0: the whole batch; overrides the config)")
+    train.add_argument("--checkpointing", action="store_true",
+                       help="activation checkpointing of the UNet's res blocks: much less "
+                            "memory for ~30%% more compute (sets model.checkpointing)")
 
 
 def run(args) -> int:
@@ -64,8 +70,12 @@ def run(args) -> int:
             config.train.device = args.device
         if args.steps is not None:
             config.train.steps = args.steps
+        if args.micro_batch is not None:
+            config.train.micro_batch = args.micro_batch
+        if args.checkpointing:
+            config.model.checkpointing = True
         try:
-            config.validate()
+            config.check_trainable()
         except ConfigError as exc:
             raise (exc.in_file(args.config) if args.config else exc) from None
     if not out.parent.is_dir():
@@ -84,9 +94,10 @@ def run(args) -> int:
             trainer = trainer_from_checkpoint(out, device=device or args.device)
             if args.steps is not None:
                 trainer.config.train.steps = args.steps
+            _resume_memory_aids(trainer, args)
             say(f"resuming {out} at step {trainer.step}")
         else:
-            trainer = Trainer(config, device=device)
+            trainer = _with_memory_advice(lambda: Trainer(config, device=device), config)
         total = trainer.config.train.steps
         say(f"training {trainer.config.name!r} on {trainer.dataset.name} "
             f"({trainer.device}, world size {trainer.world_size}) to step {total}")
@@ -100,8 +111,10 @@ def run(args) -> int:
                 chunk = total - trainer.step
                 if every > 0:
                     chunk = min(chunk, every - trainer.step % every)
-                status = trainer.run(chunk, on_metrics=progress.update,
-                                     should_stop=stop.poller(trainer))
+                status = _with_memory_advice(
+                    lambda chunk=chunk: trainer.run(chunk, on_metrics=progress.update,
+                                                    should_stop=stop.poller(trainer)),
+                    trainer.config, trainer)
                 if main_rank and (status == "stopped" or trainer.step < total):
                     save_checkpoint(out, trainer)
         except TrainingDiverged:
@@ -123,6 +136,59 @@ def run(args) -> int:
         return 0
     finally:
         distributed.shutdown()
+
+
+def _resume_memory_aids(trainer, args) -> None:
+    """--micro-batch and --checkpointing apply to a resumed run too (they change no number)."""
+    from core.config import ConfigError
+
+    tc = trainer.config.train
+    if args.micro_batch is not None:
+        if args.micro_batch and tc.batch_size % args.micro_batch:
+            raise ConfigError("train.micro_batch", args.micro_batch,
+                              f"must divide train.batch_size ({tc.batch_size})")
+        tc.micro_batch = args.micro_batch
+    if args.checkpointing:
+        trainer.config.model.checkpointing = True
+        for network in (trainer.model, trainer.ema_model):
+            if hasattr(network, "set_checkpointing"):
+                network.set_checkpointing(True)
+
+
+def _with_memory_advice(work, config, trainer=None):
+    """work(); an out-of-memory error leaves with advice naming the batch, the model size
+    and the memory aids (core.oom.training_oom_advice; the CLI prints it as a hint)."""
+    from core.oom import is_out_of_memory, training_oom_advice
+
+    try:
+        return work()
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        if trainer is not None:
+            parameters = sum(p.numel() for p in trainer.model.parameters())
+            device = str(trainer.device)
+        else:
+            parameters, device = _parameters_of(config), ""
+        exc.advice = training_oom_advice(config.train.batch_size, parameters,
+                                         config.train.micro_batch, config.model.checkpointing,
+                                         device)
+        raise
+
+
+def _parameters_of(config) -> int:
+    """The model's parameter count, from a copy built on the meta device (no memory)."""
+    import torch
+
+    from core.build import dataset_from_config, model_from_config, model_num_classes
+
+    try:
+        dataset = dataset_from_config(config)
+        with torch.device("meta"):
+            model = model_from_config(config, dataset.shape, model_num_classes(config, dataset))
+        return sum(p.numel() for p in model.parameters())
+    except Exception:  # noqa: BLE001 - advice only: a count we cannot make is not an error
+        return 0
 
 
 def _printer(enabled: bool):
