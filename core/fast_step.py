@@ -149,6 +149,12 @@ class StepRunner:
                 self.active, self._graph, self.reason = "eager", None, failure(exc)
         return self.eager(x, step, noise)
 
+    def describe(self) -> str:
+        """Which code runs the steps: "CUDA graph" or "eager (cpu)", with the reason of a
+        fallback in brackets."""
+        head = "CUDA graph" if self.active == "graph" else f"eager ({self.run.device.type})"
+        return head + (f" [{self.reason}]" if self.reason else "")
+
     def eager(self, x: torch.Tensor, step: int, noise: torch.Tensor | None) -> StepOutput:
         t = torch.full((self.shape[0],), step, device=self.run.device, dtype=torch.long)
         return self.run.step(x, t, noise)

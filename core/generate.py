@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from core.diffusion import GaussianDiffusion
+from core.fast_step import step_runner
 from core.samplers import DEFAULT_SAMPLER, get_sampler, samplers
 from core.samplers.base import ETA, VARIANCE
-from core.sampling import GuidedModel, sample_steps
+from core.sampling import GuidedModel, make_run, run_steps
 from core.schedule import space_timesteps
 
 
@@ -34,6 +35,8 @@ class Trajectory:
     final_uint8: (N, H, W, C) uint8 for images, else None.
     kind: "image" or "vector". completed: False when should_stop ended the run early (then
     `final` is the last x reached, not a finished sample). labels: int64 (N,) or None.
+    path: which code ran the steps, e.g. "CUDA graph" or "eager (cpu)", with the reason of
+    a fallback in brackets (core.fast_step.StepRunner.describe).
     """
 
     timesteps: np.ndarray
@@ -45,6 +48,7 @@ class Trajectory:
     kind: str
     completed: bool = True
     labels: np.ndarray | None = None
+    path: str = ""
 
 
 def images_to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -114,9 +118,10 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     shape = (n, *data_shape)
     x_T = torch.randn(shape, generator=generator, device=device)
     # the CUDA-graph step of core.fast_step on a GPU (path "auto"), eager elsewhere
-    records = sample_steps(spec, respaced, model, shape, options=options, noise=x_T,
-                           generator=generator, device=device, clip_denoised=clip,
-                           model_kwargs=model_kwargs)
+    run = make_run(spec, respaced, model, options=options, clip_denoised=clip,
+                   model_kwargs=model_kwargs, device=device)
+    runner = step_runner(run, shape)
+    records = run_steps(run, shape, noise=x_T, generator=generator, runner=runner)
 
     total = respaced.num_timesteps
     timestep_map = respaced.schedule.timestep_map
@@ -151,7 +156,7 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
         pred_x0=np.stack(frames_x0), variance=np.asarray(variances, dtype=np.float64),
         final=final.numpy().astype(np.float32),
         final_uint8=images_to_uint8(final) if kind == "image" else None,
-        kind=kind, completed=completed, labels=labels)
+        kind=kind, completed=completed, labels=labels, path=runner.describe())
 
 
 def _analytic(model, respaced: GaussianDiffusion, data: torch.Tensor, data_shape, num_classes,

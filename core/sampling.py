@@ -94,6 +94,7 @@ def sample_steps(sampler: str | SamplerSpec, diffusion: GaussianDiffusion, model
     yield from run_steps(run, shape, noise=noise, generator=generator, path=path)
 
 
+@torch.no_grad()
 def run_steps(run: SamplerRun, shape, *, noise=None, generator=None, path: str = "auto",
               runner: StepRunner | None = None) -> Iterator[StepRecord]:
     """The loop of sample_steps for a prepared run (on `runner` when given)."""

@@ -179,3 +179,8 @@ def test_a_box_given_as_a_list_is_a_box_and_a_malformed_one_is_refused():
     assert as_list.final.min() >= -3.0 - 1e-6 and as_list.final.max() > 1.0  # not [-1, 1]
     with pytest.raises(ValueError, match="pair"):
         sample(ConstantEps([0.5]), d, 5, (2,), steps=10, seed=2, clip=(-3.0, 0.0, 2.0))
+
+
+def test_the_trajectory_says_which_path_ran_the_steps():
+    traj = sample(ConstantEps([0.0, 0.0, 0.0]), diffusion(T=5), 2, (2,))
+    assert traj.path == "eager (cpu)"

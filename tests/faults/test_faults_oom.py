@@ -76,15 +76,15 @@ def fault_in_step(request, monkeypatch):
 @pytest.fixture
 def fault_in_sampling(request, monkeypatch):
     fault = Fault(ERRORS[request.param])
-    real = core.generate.sample_steps
+    real = core.generate.run_steps
 
-    def sample_steps(*args, **kwargs):
+    def run_steps(*args, **kwargs):
         records = real(*args, **kwargs)
         yield next(records)          # a step or two succeed, then memory runs out
         fault.fire_if_armed()
         yield from records
 
-    monkeypatch.setattr(core.generate, "sample_steps", sample_steps)
+    monkeypatch.setattr(core.generate, "run_steps", run_steps)
     return fault
 
 
