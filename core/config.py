@@ -18,6 +18,7 @@ from core.options import LossType, MeanType, VarType
 from core.samplers import DEFAULT_SAMPLER, all_options, get_sampler, sampler_names
 from core.samplers.base import ANALYTIC, VARIANCE
 from core.schedule import SCHEDULE_NAMES
+from core.spacing import DEFAULT_SPACING, SPACING_NAMES
 from core.timestep_sampler import TIMESTEP_SAMPLER_NAMES
 
 SCHEDULES = SCHEDULE_NAMES
@@ -351,7 +352,8 @@ class SamplingConfig:
     sampler: a registered name; steps: reverse steps (None: the sampler's default for the
     model's T); n: samples; seed; guidance: classifier-free guidance w (needs a label);
     label: a class or None (unconditional); options: the sampler's settings by name (e.g.
-    eta for DDIM; options of other samplers are kept but not used).
+    eta for DDIM; options of other samplers are kept but not used); spacing: which timesteps
+    the steps visit (core.spacing).
     """
 
     sampler: str = DEFAULT_SAMPLER
@@ -361,13 +363,15 @@ class SamplingConfig:
     guidance: float = 0.0
     label: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    spacing: str = DEFAULT_SPACING
 
-    FIELDS = ("sampler", "steps", "n", "seed", "guidance", "label")
+    FIELDS = ("sampler", "steps", "n", "seed", "guidance", "label", "spacing")
 
     def validate(self, num_timesteps: int | None = None) -> SamplingConfig:
         """Check every field (steps also against the model's T when given); ConfigError
         ("sampling.<field>") otherwise. Returns self."""
         _check_choice("sampling.sampler", self.sampler, sampler_names())
+        _check_choice("sampling.spacing", self.spacing, SPACING_NAMES)
         if self.steps is not None:
             _check_int("sampling.steps", self.steps)
             if num_timesteps is not None and self.steps > num_timesteps:

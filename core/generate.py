@@ -18,7 +18,8 @@ from core.fast_step import step_runner
 from core.samplers import DEFAULT_SAMPLER, get_sampler, samplers
 from core.samplers.base import ETA, VARIANCE
 from core.sampling import GuidedModel, make_run, run_steps
-from core.schedule import space_timesteps
+from core.spacing import DEFAULT_SPACING
+from core.spacing import respace as respace_by
 
 
 @dataclass
@@ -59,7 +60,8 @@ def images_to_uint8(x: torch.Tensor) -> np.ndarray:
 
 def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int], *,
            sampler: str = DEFAULT_SAMPLER, steps: int | None = None, eta: float = 0.0,
-           options: dict | None = None,
+           options: dict | None = None, spacing: str = DEFAULT_SPACING,
+           noise: torch.Tensor | None = None,
            guidance: float = 0.0, label: int | Sequence[int] | None = None,
            num_classes: int | None = None, seed: int = 0, record_every: int = 1,
            clip: bool | tuple | None = None, data_box: tuple | None = None,
@@ -68,9 +70,11 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
            should_stop: Callable[[], bool] | None = None) -> Trajectory:
     """Draw n samples of shape data_shape ((C, H, W) or (D,)) from `model` (in eval mode).
 
-    sampler: a registered sampler (core.samplers) run on `steps` evenly respaced timesteps
-    (None: the sampler's default, e.g. all T for DDPM, min(50, T) for DDIM), with its
-    options (`options`, and `eta` for DDIM's noise scale). For a class-conditional model (num_classes
+    sampler: a registered sampler (core.samplers) run on `steps` timesteps chosen by
+    `spacing` (core.spacing; steps None: the sampler's default, e.g. all T for DDPM, min(50,
+    T) for DDIM; adaptive samplers choose their own), with its options (`options`, and `eta`
+    for DDIM's noise scale). `noise`: the initial x_T (n, *data_shape), else drawn from the
+    seed (so runs of different samplers can start from the same x_T). For a class-conditional model (num_classes
     given) label picks the class (an int or one per sample; None samples unconditionally
     with the null class) and guidance w mixes (1 + w) eps(x, y) - w eps(x, null). clip
     clamps the x0 estimate: True to [-1, 1], a (low, high) pair to that box, False not at
@@ -96,7 +100,7 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     if ETA.name in spec.option_names():
         options.setdefault(ETA.name, eta)
     device = torch.device(device)
-    respaced = _respace(diffusion, spec, steps)
+    respaced = _respace(diffusion, spec, steps, spacing)
     model_kwargs, labels = _labels(label, num_classes, guidance, n, device)
     analytic_steps, stopped = 0, False
     if analytic_data is not None:
@@ -116,7 +120,15 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
 
     generator = torch.Generator(device=device).manual_seed(int(seed))
     shape = (n, *data_shape)
-    x_T = torch.randn(shape, generator=generator, device=device)
+    if noise is not None:
+        if tuple(noise.shape) != shape:
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {shape} "
+                             f"(n = {n} samples of {data_shape})")
+        if not torch.isfinite(noise).all():
+            raise ValueError("noise holds NaN or infinity")
+        x_T = noise.to(device, torch.float32)
+    else:
+        x_T = torch.randn(shape, generator=generator, device=device)
     # the CUDA-graph step of core.fast_step on a GPU (path "auto"), eager elsewhere
     run = make_run(spec, respaced, model, options=options, clip_denoised=clip,
                    model_kwargs=model_kwargs, device=device)
@@ -176,16 +188,17 @@ def _check_positive(name: str, value) -> None:
         raise ValueError(f"{name} = {value!r} is invalid: must be a positive integer")
 
 
-def _respace(diffusion: GaussianDiffusion, spec, steps: int | None) -> GaussianDiffusion:
+def _respace(diffusion: GaussianDiffusion, spec, steps: int | None,
+             spacing: str) -> GaussianDiffusion:
     T = diffusion.num_timesteps
+    if spec.adaptive:                 # it picks its own steps between the schedule's ends
+        return diffusion
     if steps is None:
         steps = spec.default_steps(T)
     _check_positive("steps", steps)
     if steps > T:
         raise ValueError(f"steps = {steps} is invalid: the model has only {T} timesteps")
-    if steps == T:
-        return diffusion
-    return diffusion.respaced(space_timesteps(T, str(int(steps))))
+    return respace_by(diffusion, int(steps), spacing)
 
 
 def _labels(label, num_classes, guidance, n, device):

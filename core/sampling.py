@@ -32,7 +32,7 @@ from core.samplers import DEFAULT_SAMPLER, SamplerRun, SamplerSpec, get_sampler
 from core.samplers import ddim as _ddim
 from core.samplers import ddpm as _ddpm
 from core.samplers.base import ETA
-from core.schedule import space_timesteps
+from core.spacing import DEFAULT_SPACING, respace
 
 
 class StepRecord:
@@ -123,7 +123,7 @@ class FastSampler:
 
     Args: model (eval mode), diffusion (unrespaced), shape (N, ...) of the batch, sampler (a
     registered name; default core.samplers.DEFAULT_SAMPLER), steps (None: the sampler's
-    default for T), eta (DDIM), options (other sampler options), clip (None: images only),
+    default for T) on `spacing` (core.spacing), eta (DDIM), options (other sampler options), clip (None: images only),
     model_kwargs (static for the whole run, e.g. {"y": labels}), device, path "auto" |
     "eager" | "graph" | "compile" | "compile+graph" (auto: graph on CUDA), precision "fp32"
     | "bf16" | "auto" (bf16 on CUDA), compile_mode.
@@ -134,7 +134,8 @@ class FastSampler:
                  sampler: str | SamplerSpec | None = None, steps: int | None = None,
                  eta: float = 0.0, options: dict | None = None, clip=None,
                  model_kwargs: dict | None = None, device="cpu", path: str = "auto",
-                 precision: str = "auto", compile_mode: str = DEFAULT_COMPILE_MODE):
+                 precision: str = "auto", compile_mode: str = DEFAULT_COMPILE_MODE,
+                 spacing: str = DEFAULT_SPACING):
         spec = get_sampler(sampler if sampler is not None else DEFAULT_SAMPLER)
         if not math.isfinite(eta) or eta < 0:
             raise ValueError(f"eta = {eta!r} is invalid: must be a finite number >= 0")
@@ -148,8 +149,7 @@ class FastSampler:
         steps = spec.default_steps(T) if steps is None else steps
         if not 1 <= int(steps) <= T:
             raise ValueError(f"steps = {steps!r} is invalid: must lie in [1, {T}]")
-        self.diffusion = diffusion if steps == T else diffusion.respaced(
-            space_timesteps(T, str(int(steps))))
+        self.diffusion = diffusion if spec.adaptive else respace(diffusion, int(steps), spacing)
         self.shape = tuple(int(s) for s in shape)
         self.precision_used = ("bf16" if cuda else "fp32") if precision == "auto" else precision
         self.compiled = path in ("compile", "compile+graph")

@@ -136,7 +136,8 @@ class NoiseSchedule:
     t=0), posterior_log_variance_clipped (log beta-tilde with t=0 set to log beta-tilde_1;
     for T=1 it is log beta_0), posterior_mean_coef1 (on x_0), posterior_mean_coef2 (on x_t),
     snr (abar / (1 - abar)), log_snr; num_timesteps; timestep_map (int64 (T,), the original
-    timestep of each index; identity unless respaced).
+    timestep of each index; identity unless respaced; float64 where a spacing chose
+    fractional timesteps, core.spacing).
     """
 
     def __init__(self, betas, timestep_map=None):
@@ -149,7 +150,9 @@ class NoiseSchedule:
         self.num_timesteps = int(betas.shape[0])
         if timestep_map is None:
             timestep_map = np.arange(self.num_timesteps, dtype=np.int64)
-        timestep_map = np.asarray(timestep_map, dtype=np.int64)
+        timestep_map = np.asarray(timestep_map, dtype=np.float64)
+        if np.all(timestep_map == np.round(timestep_map)):
+            timestep_map = timestep_map.astype(np.int64)     # fractional only for karras/logsnr
         if timestep_map.shape != betas.shape:
             raise ValueError(
                 f"timestep_map must have shape {betas.shape} like betas, got {timestep_map.shape}"
@@ -194,19 +197,45 @@ class NoiseSchedule:
         Keeps abar at the kept steps: new beta_i = 1 - abar_{k_i} / abar_{k_{i-1}} (abar before
         the first kept step is 1), as improved DDPM's respacing does. The new timestep_map
         maps each new index to the original (unrespaced) timestep, so respacing composes.
+        Fractional timesteps (core.spacing's karras and logsnr) take abar = 1 / (1 + sigma^2)
+        with log sigma interpolated linearly in t (`sigma_at`); their timestep_map is float.
         """
-        steps = sorted({int(s) for s in use_timesteps})
-        if not steps:
+        values = np.unique(np.asarray(list(use_timesteps), dtype=np.float64))
+        if values.size == 0:
             raise ValueError("use_timesteps must contain at least one timestep")
-        if steps[0] < 0 or steps[-1] >= self.num_timesteps:
+        if values[0] < 0 or values[-1] > self.num_timesteps - 1:
             raise ValueError(
                 f"use_timesteps must lie in [0, {self.num_timesteps - 1}], "
-                f"got {steps[0]}..{steps[-1]}"
+                f"got {values[0]:g}..{values[-1]:g}"
             )
-        kept_abar = self.alphas_cumprod[steps]
+        if np.all(values == np.round(values)):
+            steps = values.astype(np.int64)
+            kept_abar, kept_map = self.alphas_cumprod[steps], self.timestep_map[steps]
+        else:
+            kept_abar = 1.0 / (1.0 + self.sigma_at(values) ** 2)
+            kept_map = np.interp(values, np.arange(self.num_timesteps),
+                                 self.timestep_map.astype(np.float64))
         previous_abar = np.append(1.0, kept_abar[:-1])
         new_betas = 1.0 - kept_abar / previous_abar
-        return NoiseSchedule(new_betas, timestep_map=self.timestep_map[steps])
+        return NoiseSchedule(new_betas, timestep_map=kept_map)
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        """sigma_t = sqrt((1 - abar_t) / abar_t): the noise scale of x_t / sqrt(abar_t) (the
+        variance-exploding view of Karras et al. 2022), float64 (T,), increasing in t."""
+        return np.sqrt((1.0 - self.alphas_cumprod) / self.alphas_cumprod)
+
+    def sigma_at(self, t) -> np.ndarray:
+        """sigma at (possibly fractional) timesteps t in [0, T-1]: log sigma interpolated
+        linearly between the integer timesteps (as k-diffusion and diffusers do)."""
+        return np.exp(np.interp(np.asarray(t, dtype=np.float64), np.arange(self.num_timesteps),
+                                np.log(self.sigmas)))
+
+    def timestep_at(self, sigma) -> np.ndarray:
+        """The inverse of sigma_at: the fractional timestep of each sigma (clipped to the
+        schedule's range [sigma_0, sigma_{T-1}])."""
+        return np.interp(np.log(np.asarray(sigma, dtype=np.float64)), np.log(self.sigmas),
+                         np.arange(self.num_timesteps, dtype=np.float64))
 
     def __repr__(self) -> str:
         return (f"NoiseSchedule(T={self.num_timesteps}, beta {self.betas[0]:.3g}.."

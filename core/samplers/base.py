@@ -142,7 +142,9 @@ class SamplerSpec:
     description: a tooltip; deterministic: no noise after x_T with the default options;
     options: the OptionSpecs it takes; model_calls_per_step: network evaluations per step
     (the NFE of a run is this times the steps); needs_learned_variance: only for models with
-    a learned Sigma_theta; default_steps(T): the step count when none is given;
+    a learned Sigma_theta; default_steps(T): the step count when none is given; adaptive:
+    the sampler picks its own steps (an adaptive ODE solver: no spacing, no step count, its
+    network calls counted as it runs, not capturable as one graph);
     make_run(diffusion, model, options=..., clip=..., model_kwargs=..., device=...) ->
     SamplerRun on the respaced diffusion.
     """
@@ -156,6 +158,7 @@ class SamplerSpec:
     model_calls_per_step: int = 1
     needs_learned_variance: bool = False
     default_steps: Callable[[int], int] = field(default=lambda T: T)
+    adaptive: bool = False
 
     def option_names(self) -> tuple[str, ...]:
         return tuple(option.name for option in self.options)
