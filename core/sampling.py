@@ -100,6 +100,7 @@ def run_steps(run: SamplerRun, shape, *, noise=None, generator=None, path: str =
     """The loop of sample_steps for a prepared run (on `runner` when given)."""
     shape = tuple(int(s) for s in shape)
     x = initial_noise(shape, noise, generator, run.device)
+    run.start(x)
     runner = runner if runner is not None else step_runner(run, shape, path)
     for step in reversed(range(run.num_steps)):
         z = standard_normal(shape, generator, run.device) if run.noise_steps[step] else None
@@ -208,6 +209,7 @@ class FastSampler:
                generator: torch.Generator | None = None) -> torch.Tensor:
         """The final sample x_0 (a new tensor of `shape`)."""
         x = initial_noise(self.shape, noise, generator, self.device).to(torch.float32)
+        self.run.start(x)
         for step in reversed(range(self.run.num_steps)):
             z = (standard_normal(self.shape, generator, self.device) if self.run.noise_steps[step]
                  else None)
@@ -248,6 +250,7 @@ def _one_step(spec: SamplerSpec, diffusion, model, x, t, options, clip_denoised,
     z = (standard_normal(x.shape, generator, x.device, x.dtype) if run.noise_steps[step]
          else None)
     t_batch = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
+    run.start(x)
     with torch.no_grad():
         out = run.step(x, t_batch, z)
     return StepRecord(step, out.x_prev, out.pred_x0, out.pred_eps, run.record_variance(step, out))

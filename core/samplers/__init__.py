@@ -8,7 +8,7 @@ DDPM and DDIM modules beside this file) and one `register(...)` line below.
 
 from __future__ import annotations
 
-from core.samplers import ddim, ddpm
+from core.samplers import ddim, ddpm, dpmpp_2m, unipc
 from core.samplers.base import OptionSpec, SamplerRun, SamplerSpec, StepOutput
 
 __all__ = ["DEFAULT_SAMPLER", "OptionSpec", "SamplerRun", "SamplerSpec", "StepOutput",
@@ -68,4 +68,7 @@ def all_options() -> dict[str, OptionSpec]:
 
 register(ddpm.SPEC)
 register(ddim.SPEC)
+register(dpmpp_2m.SPEC)
+register(unipc.SPEC)
+register(unipc.SPEC_3)
 DEFAULT_SAMPLER = ddpm.SPEC.name

@@ -117,8 +117,12 @@ class SamplerRun:
 
     def table(self, values) -> torch.Tensor:
         """A float32 device tensor of per-step values (S,), indexed by t in `step`."""
-        return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32,
+        return torch.as_tensor(np.ascontiguousarray(values, dtype=np.float64), dtype=torch.float32,
                                device=self.device)
+
+    def start(self, x: torch.Tensor) -> None:
+        """Called once before the first step of a run from x_T, outside any capture: reset
+        per-run state (multistep solvers' history buffers, in place)."""
 
     def model_output(self, x: torch.Tensor, t: torch.Tensor) -> dict:
         """diffusion.p_mean_variance with this run's model, labels and clamp."""
