@@ -351,6 +351,30 @@ class GaussianDiffusion:
             "model_output": model_output,
         }
 
+    def predict_at(self, model, x: torch.Tensor, t_model: torch.Tensor, alpha: torch.Tensor,
+                   sigma: torch.Tensor, model_kwargs=None, clip_denoised=False):
+        """The model's (x0, eps) estimates at any point of the forward process, also between
+        this schedule's steps: x = alpha x0 + sigma eps (x's shape), t_model (B,) the original
+        timestep the network sees (possibly fractional), alpha = sqrt(abar) and sigma =
+        sqrt(1 - abar) of that point as (B, 1, ...) tensors. Mean types convert as in
+        p_mean_variance (eps: x0 = (x - sigma eps) / alpha; v: x0 = alpha x - sigma v, eps =
+        sigma x + alpha v); clip_denoised clamps x0 (see clip_bounds) and eps then follows
+        from the clamped x0. Learned variance channels are ignored."""
+        output = self._check_output(model(x, t_model, **(model_kwargs or {})), x)
+        mean_output, _ = self._split_output(output)
+        if self.mean_type is MeanType.EPS:
+            x0, eps = (x - sigma * mean_output) / alpha, mean_output
+        elif self.mean_type is MeanType.X0:
+            x0, eps = mean_output, None
+        else:
+            x0, eps = alpha * x - sigma * mean_output, sigma * x + alpha * mean_output
+        bounds = clip_bounds(clip_denoised, x)
+        if bounds is not None:
+            x0, eps = torch.clamp(x0, min=bounds[0], max=bounds[1]), None
+        if eps is None:
+            eps = (x - alpha * x0) / sigma
+        return x0, eps
+
     # ------------------------------------------------------------------ variational bound
     def decoder_nll(self, x0, mean, log_variance) -> torch.Tensor:
         """-log p(x0 | x_1) in bits/dim, (B,): discretized Gaussian (images) or density."""

@@ -111,10 +111,13 @@ def failure(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------------------- sampling
 class StepRunner:
-    """Runs a SamplerRun's step for step index `step`: eagerly, or captured once as a CUDA
-    graph and replayed (path "graph" on a CUDA device; "auto": graph on CUDA unless
-    $DIFFUSION_EXPLORER_FAST_PATH says eager). The first replay is checked against the eager
-    step; a capture failure or a mismatch switches to eager for good, with `reason`.
+    """Runs a SamplerRun's step for step index `step`: eagerly, or captured as CUDA graphs
+    and replayed (path "graph" on a CUDA device; "auto": graph on CUDA unless
+    $DIFFUSION_EXPLORER_FAST_PATH says eager). A run has one graph per step variant
+    (`SamplerRun.variant`, e.g. a first-order last step), captured when first needed and
+    checked against the eager step on its first replay; a run's state (multistep history)
+    is put back around warm-ups and checks. A capture failure or a mismatch switches to
+    eager for good, with `reason`.
 
     Call: runner(x (B, ...), step, noise or None, copy=True) -> StepOutput; with copy=False
     a graph's outputs are its static buffers, overwritten by the next call.
@@ -130,13 +133,17 @@ class StepRunner:
             raise ValueError(f"path {path!r} is invalid: must be 'auto', 'eager' or 'graph'")
         self.active, self.reason = "eager", ""
         if path == "graph":
-            if cuda:
-                self.active = "graph"
-            else:
+            if not cuda:
                 self.reason = f"CUDA graphs need a CUDA device (sampling on {run.device.type})"
-        self._graph = None
-        self._checked = False
+            elif not run.capturable:
+                self.reason = "this sampler chooses its steps as it goes: not capturable"
+            else:
+                self.active = "graph"
+        self._graphs: dict = {}
+        self._outputs: dict = {}
+        self._checked: set = set()
         self._static: dict[str, torch.Tensor] = {}
+        self._variant = 0
         self._noisy = bool(np.any(run.noise_steps))
 
     def __call__(self, x: torch.Tensor, step: int, noise: torch.Tensor | None,
@@ -146,7 +153,7 @@ class StepRunner:
                 out = self._graph_step(x, step, noise)
                 return StepOutput(*(t.clone() for t in out)) if copy else out
             except Exception as exc:  # noqa: BLE001 - fall back to eager for the rest
-                self.active, self._graph, self.reason = "eager", None, failure(exc)
+                self.active, self._graphs, self.reason = "eager", {}, failure(exc)
         return self.eager(x, step, noise)
 
     def describe(self) -> str:
@@ -157,64 +164,85 @@ class StepRunner:
 
     def eager(self, x: torch.Tensor, step: int, noise: torch.Tensor | None) -> StepOutput:
         t = torch.full((self.shape[0],), step, device=self.run.device, dtype=torch.long)
-        return self.run.step(x, t, noise)
+        return self.run.step(x, t, noise, self.run.variant(step))
 
     @torch.no_grad()
     def warm_up(self) -> None:
         """Capture now (one step on a throw-away batch), so the first real run does not pay
         for it; the eager path just runs that step."""
         x = torch.zeros(self.shape, device=self.run.device)
+        self.run.start(x)
         step = self.run.num_steps - 1
         noise = torch.zeros(self.shape, device=self.run.device) if self._noisy else None
         self(x, step, noise if self.run.noise_steps[step] else None, copy=False)
 
     def _graph_step(self, x: torch.Tensor, step: int, noise: torch.Tensor | None) -> StepOutput:
-        if self._graph is None:
-            self._capture(x, step)
+        variant = self.run.variant(step)
+        if not self._static:
+            device = self.run.device
+            self._static = {"x": x.detach().clone(),
+                            "t": torch.full((self.shape[0],), step, device=device,
+                                            dtype=torch.long),
+                            "noise": torch.zeros(self.shape, device=device)}
         s = self._static
         if x is not s["x"]:
             s["x"].copy_(x)
         s["t"].fill_(step)
         if noise is not None:
             s["noise"].copy_(noise)
-        if not self._checked:
-            self._check_against_eager(x.clone(), step, noise)
-        self._graph.replay()
-        return StepOutput(s["x"], s["pred_x0"], s["pred_eps"], s["variance"])
+        self._variant = variant
+        if variant not in self._graphs:
+            self._capture(variant)
+        if variant not in self._checked:
+            self._check_against_eager(s["x"].clone(), step, noise, variant)
+        self._graphs[variant].replay()
+        out = self._outputs[variant]
+        return StepOutput(s["x"], out["pred_x0"], out["pred_eps"], out["variance"])
 
-    def _graph_body(self) -> None:
-        """The captured code: one step from the static x, t (and noise) into the static
-        outputs, x overwritten by x_prev. A run adds no noise at steps whose noise_steps is
-        False, so a stale noise buffer there is harmless."""
+    def _graph_body(self, variant=0) -> None:
+        """The captured code: one step from the static x, t (and noise) into the variant's
+        static outputs, x overwritten by x_prev. A run adds no noise at steps whose
+        noise_steps is False, so a stale noise buffer there is harmless."""
         s = self._static
-        out = self.run.step(s["x"], s["t"], s["noise"] if self._noisy else None)
-        s["pred_x0"], s["pred_eps"], s["variance"] = out.pred_x0, out.pred_eps, out.variance
+        out = self.run.step(s["x"], s["t"], s["noise"] if self._noisy else None, variant)
+        self._outputs[variant] = {"pred_x0": out.pred_x0, "pred_eps": out.pred_eps,
+                                  "variance": out.variance}
         s["x"].copy_(out.x_prev)
 
-    def _capture(self, x: torch.Tensor, step: int) -> None:
-        device = self.run.device
-        self._static = {"x": x.detach().clone(),
-                        "t": torch.full((self.shape[0],), step, device=device, dtype=torch.long),
-                        "noise": torch.zeros(self.shape, device=device)}
-        s = self._static
-        try:
-            self._graph, _ = capture_graph(
-                self._graph_body, device,
-                warm_up=lambda: self.run.step(s["x"], s["t"], s["noise"] if self._noisy else None),
-                warmups=SAMPLER_WARMUP_STEPS)
-        except BaseException:
-            self._static = {}
-            raise
+    def _kept_state(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(tensor, copy) of x and the run's state, to put back after work that must leave
+        no trace (warm-ups, the check)."""
+        return [(t, t.detach().clone()) for t in (self._static["x"], *self.run.state_tensors())]
 
-    def _check_against_eager(self, x: torch.Tensor, step: int, noise) -> None:
-        """The first replay must agree with the eager step on the same input (else eager)."""
-        self._checked = True
+    @staticmethod
+    def _put_back(kept) -> None:
+        for tensor, copy in kept:
+            tensor.copy_(copy)
+
+    def _capture(self, variant) -> None:
+        s = self._static
+        kept = self._kept_state()
+        try:
+            self._graphs[variant], _ = capture_graph(
+                lambda: self._graph_body(variant), self.run.device,
+                warm_up=lambda: self.run.step(s["x"], s["t"], s["noise"] if self._noisy else None,
+                                              variant),
+                warmups=SAMPLER_WARMUP_STEPS)
+        finally:
+            self._put_back(kept)
+
+    def _check_against_eager(self, x: torch.Tensor, step: int, noise, variant) -> None:
+        """The first replay of a variant must agree with the eager step on the same input
+        (else eager); both leave x and the run's state as they were."""
+        self._checked.add(variant)
+        kept = self._kept_state()
         expected = self.eager(x, step, noise).pred_x0.float()
-        self._graph.replay()
-        got = self._static["pred_x0"].float()
-        self._static["x"].copy_(x)                 # undo the replay's update of x
+        self._put_back(kept)
+        self._graphs[variant].replay()
+        got = self._outputs[variant]["pred_x0"].float()
         error = (got - expected).abs().max().item()
         scale = expected.abs().max().item()
+        self._put_back(kept)
         if not math.isfinite(error) or error > SELF_CHECK_RTOL * max(scale, 1.0):
             raise RuntimeError(f"self-check: the replayed step differs from eager by {error:.3g}")
 

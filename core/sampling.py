@@ -252,7 +252,7 @@ def _one_step(spec: SamplerSpec, diffusion, model, x, t, options, clip_denoised,
     t_batch = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)
     run.start(x)
     with torch.no_grad():
-        out = run.step(x, t_batch, z)
+        out = run.step(x, t_batch, z, run.variant(step))
     return StepRecord(step, out.x_prev, out.pred_x0, out.pred_eps, run.record_variance(step, out))
 
 

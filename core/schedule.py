@@ -137,10 +137,10 @@ class NoiseSchedule:
     for T=1 it is log beta_0), posterior_mean_coef1 (on x_0), posterior_mean_coef2 (on x_t),
     snr (abar / (1 - abar)), log_snr; num_timesteps; timestep_map (int64 (T,), the original
     timestep of each index; identity unless respaced; float64 where a spacing chose
-    fractional timesteps, core.spacing).
+    fractional timesteps, core.spacing); base (the unrespaced schedule).
     """
 
-    def __init__(self, betas, timestep_map=None):
+    def __init__(self, betas, timestep_map=None, base: NoiseSchedule | None = None):
         betas = np.asarray(betas, dtype=np.float64)
         if betas.ndim != 1 or betas.size == 0:
             raise ValueError(f"betas must be a non-empty 1-D array, got shape {betas.shape}")
@@ -158,6 +158,9 @@ class NoiseSchedule:
                 f"timestep_map must have shape {betas.shape} like betas, got {timestep_map.shape}"
             )
         self.timestep_map = timestep_map
+        # the unrespaced schedule this one visits a subset of (itself when not respaced):
+        # its sigma_at / timestep_at place points between the kept steps
+        self.base = base if base is not None else self
 
         self.alphas = 1.0 - betas
         self.alphas_cumprod = np.cumprod(self.alphas)
@@ -212,12 +215,13 @@ class NoiseSchedule:
             steps = values.astype(np.int64)
             kept_abar, kept_map = self.alphas_cumprod[steps], self.timestep_map[steps]
         else:
+            if self.base is not self:
+                raise ValueError("fractional timesteps respace an unrespaced schedule only")
             kept_abar = 1.0 / (1.0 + self.sigma_at(values) ** 2)
-            kept_map = np.interp(values, np.arange(self.num_timesteps),
-                                 self.timestep_map.astype(np.float64))
+            kept_map = values
         previous_abar = np.append(1.0, kept_abar[:-1])
         new_betas = 1.0 - kept_abar / previous_abar
-        return NoiseSchedule(new_betas, timestep_map=kept_map)
+        return NoiseSchedule(new_betas, timestep_map=kept_map, base=self.base)
 
     @property
     def sigmas(self) -> np.ndarray:

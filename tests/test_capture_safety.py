@@ -183,13 +183,16 @@ def test_every_sampler_step_makes_no_host_round_trip(sampler, var_type, kind, cl
                    model_kwargs=kwargs)
     x, noise = torch.randn(shape), torch.randn(shape)
     t = torch.full((4,), 5, dtype=torch.long)
+    run.start(x)
     with torch.no_grad(), CaptureGuard():
-        out = run.step(x, t, noise)
-        run.step(x, torch.zeros_like(t), noise)          # the last step, too
+        out = run.step(x, t, noise, run.variant(5))
+        run.step(x, torch.zeros_like(t), noise, run.variant(0))     # the last step, too
+    run.start(x)
     assert out.x_prev.shape == shape and torch.isfinite(out.x_prev).all()
     # the graph body: the same step on the runner's static buffers, x overwritten
     runner = step_runner(run, shape, path="eager")
     runner._static = {"x": x.clone(), "t": t.clone(), "noise": noise.clone()}
+    run.start(x)
     with torch.no_grad(), CaptureGuard():
-        runner._graph_body()
+        runner._graph_body(run.variant(5))
     torch.testing.assert_close(runner._static["x"], out.x_prev)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import core.samplers as registry
 from core.build import diffusion_from_config as build_diffusion
 from core.config import ExperimentConfig
 from core.data import Dataset
@@ -331,7 +332,7 @@ class _FakeSamplerCuda(_FakeCuda):
         return [self.fast.runner._static["x"]]
 
     def replay(self):
-        self.fast.runner._graph_body()
+        self.fast.runner._graph_body(self.fast.runner._variant)
         self.replays += 1
 
 
@@ -549,3 +550,29 @@ def test_the_tables_a_captured_sampler_step_reads_live_as_long_as_its_runner(mon
     assert all(again[name] is tensor and tensor.data_ptr() == ptr
                for name, (tensor, ptr) in held.items())
     assert all(getattr(fast.run, name) is value for name, value in run_tables.items())
+
+
+@pytest.mark.parametrize("sampler", registry.sampler_names())
+def test_every_sampler_on_the_graph_orchestration_equals_its_eager_run(monkeypatch, sampler):
+    """Captures (one per step variant), the self-check and replays leave a run's state (the
+    multistep history) exactly as the eager run has it: the same samples."""
+    diffusion = build_diffusion(image_config(diffusion={"timesteps": 30}), "image")
+    model = tiny_unet()
+    shape = (2, 1, 8, 8)
+    noise = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    eager = FastSampler(model, diffusion, shape, sampler=sampler, steps=7, path="eager",
+                        precision="fp32")
+    want = eager.sample(noise=noise, generator=torch.Generator().manual_seed(2))
+    fast = FastSampler(model, diffusion, shape, sampler=sampler, steps=7, path="graph",
+                       precision="fp32")
+    if not fast.run.capturable:
+        pytest.skip("an adaptive sampler is not captured")
+    fast.active, fast.reason = "graph", ""
+    cuda = _FakeSamplerCuda(monkeypatch, fast)
+    got = fast.sample(noise=noise, generator=torch.Generator().manual_seed(2))
+    assert fast.active == "graph", fast.reason
+    variants = {fast.run.variant(step) for step in range(fast.run.num_steps)}
+    assert cuda.captures == len(variants)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    again = fast.sample(noise=noise, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(again, want, rtol=1e-6, atol=1e-6)

@@ -40,7 +40,7 @@ class ShiftRun(SamplerRun):
         super().__init__(diffusion, model, **kwargs)
         self.shift = self.table(np.full(self.num_steps, self.options["shift"]))
 
-    def step(self, x, t, noise):
+    def step(self, x, t, noise, variant=0):
         out = self.model_output(x, t)
         view = (-1,) + (1,) * (x.ndim - 1)
         return StepOutput(x + self.shift[t].reshape(view), out["pred_xstart"],

@@ -129,8 +129,20 @@ class SamplerRun:
         return self.diffusion.p_mean_variance(self.model, x, t, self.model_kwargs,
                                               clip_denoised=self.clip)
 
-    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None) -> StepOutput:
+    capturable = True    # the same op sequence at every step of a variant (one CUDA graph)
+
+    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
+             variant=0) -> StepOutput:
         raise NotImplementedError
+
+    def variant(self, step: int):
+        """Which form of the update step index `step` takes (host side; e.g. a first-order
+        last step): steps of one variant share one captured graph."""
+        return 0
+
+    def state_tensors(self) -> list[torch.Tensor]:
+        """Tensors the steps update in place besides x (multistep history)."""
+        return []
 
     def record_variance(self, step: int, output: StepOutput):
         """The variance a StepRecord shows for step index `step` (a float, or a 0-d tensor

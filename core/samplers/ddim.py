@@ -30,7 +30,8 @@ class DDIMRun(SamplerRun):
         self.sigma = self.table(np.where(self.noise_steps, sigma, 0.0))
         self.variance = self.table(self.variance_host)
 
-    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None) -> StepOutput:
+    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
+             variant=0) -> StepOutput:
         out = self.model_output(x, t)
         view = (-1,) + (1,) * (x.ndim - 1)
         sample = (self.x0_coef[t].reshape(view) * out["pred_xstart"]

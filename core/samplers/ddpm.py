@@ -21,7 +21,8 @@ class DDPMRun(SamplerRun):
         self.noise_steps = np.arange(self.num_steps) > 0
         self.adds_noise = self.table(self.noise_steps)
 
-    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None) -> StepOutput:
+    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
+             variant=0) -> StepOutput:
         out = self.model_output(x, t)
         view = (-1,) + (1,) * (x.ndim - 1)
         gate = self.adds_noise[t]                              # (B,) 1 where noise is added

@@ -69,7 +69,11 @@ class MultistepRun(SamplerRun):
             for buffer in (self._last, *self._previous):
                 buffer.zero_()
 
-    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None) -> StepOutput:
+    def state_tensors(self) -> list[torch.Tensor]:
+        return [] if self._last is None else [self._last, *self._previous]
+
+    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
+             variant=0) -> StepOutput:
         if self._last is None:
             self.start(x)
         out = self.model_output(x, t)
