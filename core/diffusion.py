@@ -188,13 +188,15 @@ class GaussianDiffusion:
             self._device_tables[key] = tables       # one assignment: safe across threads
         return tables
 
-    def _gather(self, name: str, t: torch.Tensor, shape) -> torch.Tensor:
-        """table[name][t] as float32 (B, 1, ..., 1), broadcastable to `shape`."""
-        tables = self._device_tables.get((t.device, torch.float32))   # a tensor's device is concrete
+    def _gather(self, name: str, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """table[name][t] as (B, 1, ..., 1), broadcastable to like's shape: float64 tables for
+        float64 math (exact analysis), else float32 (the float64 value rounded once)."""
+        dtype = torch.float64 if like.dtype == torch.float64 else torch.float32
+        tables = self._device_tables.get((t.device, dtype))   # a tensor's device is concrete
         if tables is None:
-            tables = self.device_tables(t.device)
+            tables = self.device_tables(t.device, dtype)
         values = tables[name][t]
-        return values.reshape(values.shape + (1,) * (len(shape) - 1))
+        return values.reshape(values.shape + (1,) * (like.ndim - 1))
 
     # ------------------------------------------------------------------ forward process
     def q_mean_variance(self, x0: torch.Tensor, t: torch.Tensor):
@@ -203,9 +205,9 @@ class GaussianDiffusion:
         Returns (mean, variance, log_variance): mean has x0's shape, the other two are
         (B, 1, ..., 1) broadcastable to it.
         """
-        mean = self._gather("sqrt_alphas_cumprod", t, x0.shape) * x0
-        variance = self._gather("one_minus_alphas_cumprod", t, x0.shape)
-        log_variance = self._gather("log_one_minus_alphas_cumprod", t, x0.shape)
+        mean = self._gather("sqrt_alphas_cumprod", t, x0) * x0
+        variance = self._gather("one_minus_alphas_cumprod", t, x0)
+        log_variance = self._gather("log_one_minus_alphas_cumprod", t, x0)
         return mean, variance, log_variance
 
     def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None = None):
@@ -215,8 +217,8 @@ class GaussianDiffusion:
             noise = torch.randn_like(x0)
         if noise.shape != x0.shape:
             raise ValueError(f"noise shape {tuple(noise.shape)} must equal x0 shape {tuple(x0.shape)}")
-        return (self._gather("sqrt_alphas_cumprod", t, x0.shape) * x0
-                + self._gather("sqrt_one_minus_alphas_cumprod", t, x0.shape) * noise)
+        return (self._gather("sqrt_alphas_cumprod", t, x0) * x0
+                + self._gather("sqrt_one_minus_alphas_cumprod", t, x0) * noise)
 
     def q_posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor):
         """q(x_{t-1} | x_t, x_0) = N(coef1_t x0 + coef2_t x_t, beta-tilde_t I).
@@ -224,37 +226,37 @@ class GaussianDiffusion:
         Returns (mean, variance, log_variance): mean has x0's shape, variance and the clipped
         log variance (log beta-tilde_1 at t=0) are (B, 1, ..., 1).
         """
-        mean = (self._gather("posterior_mean_coef1", t, x_t.shape) * x0
-                + self._gather("posterior_mean_coef2", t, x_t.shape) * x_t)
-        variance = self._gather("posterior_variance", t, x_t.shape)
-        log_variance = self._gather("posterior_log_variance_clipped", t, x_t.shape)
+        mean = (self._gather("posterior_mean_coef1", t, x_t) * x0
+                + self._gather("posterior_mean_coef2", t, x_t) * x_t)
+        variance = self._gather("posterior_variance", t, x_t)
+        log_variance = self._gather("posterior_log_variance_clipped", t, x_t)
         return mean, variance, log_variance
 
     # ------------------------------------------------------------------ conversions
     def x0_from_eps(self, x_t, t, eps):
         """x0 = (x_t - sqrt(1-abar) eps) / sqrt(abar) = sqrt(1/abar) x_t - sqrt(1/abar - 1) eps."""
-        return (self._gather("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t
-                - self._gather("sqrt_recipm1_alphas_cumprod", t, x_t.shape) * eps)
+        return (self._gather("sqrt_recip_alphas_cumprod", t, x_t) * x_t
+                - self._gather("sqrt_recipm1_alphas_cumprod", t, x_t) * eps)
 
     def eps_from_x0(self, x_t, t, x0):
         """eps = (sqrt(1/abar) x_t - x0) / sqrt(1/abar - 1)."""
-        return ((self._gather("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t - x0)
-                / self._gather("sqrt_recipm1_alphas_cumprod", t, x_t.shape))
+        return ((self._gather("sqrt_recip_alphas_cumprod", t, x_t) * x_t - x0)
+                / self._gather("sqrt_recipm1_alphas_cumprod", t, x_t))
 
     def v_from_x0_eps(self, x0, eps, t):
         """v = sqrt(abar) eps - sqrt(1-abar) x0."""
-        return (self._gather("sqrt_alphas_cumprod", t, x0.shape) * eps
-                - self._gather("sqrt_one_minus_alphas_cumprod", t, x0.shape) * x0)
+        return (self._gather("sqrt_alphas_cumprod", t, x0) * eps
+                - self._gather("sqrt_one_minus_alphas_cumprod", t, x0) * x0)
 
     def x0_from_v(self, x_t, t, v):
         """x0 = sqrt(abar) x_t - sqrt(1-abar) v."""
-        return (self._gather("sqrt_alphas_cumprod", t, x_t.shape) * x_t
-                - self._gather("sqrt_one_minus_alphas_cumprod", t, x_t.shape) * v)
+        return (self._gather("sqrt_alphas_cumprod", t, x_t) * x_t
+                - self._gather("sqrt_one_minus_alphas_cumprod", t, x_t) * v)
 
     def eps_from_v(self, x_t, t, v):
         """eps = sqrt(1-abar) x_t + sqrt(abar) v."""
-        return (self._gather("sqrt_one_minus_alphas_cumprod", t, x_t.shape) * x_t
-                + self._gather("sqrt_alphas_cumprod", t, x_t.shape) * v)
+        return (self._gather("sqrt_one_minus_alphas_cumprod", t, x_t) * x_t
+                + self._gather("sqrt_alphas_cumprod", t, x_t) * v)
 
     def target_from_x0_eps(self, x0, eps, t):
         """What the mean channels should output for (x0, eps): eps, x0 or v."""
@@ -289,20 +291,20 @@ class GaussianDiffusion:
     def _variance(self, raw_variance, x, t):
         """(variance, log_variance, v_frac) of p(x_{t-1} | x_t), each x's shape (v_frac or None)."""
         if self.reverse_variance is not None:
-            return (self._gather("reverse_variance", t, x.shape).expand(x.shape),
-                    self._gather("reverse_log_variance", t, x.shape).expand(x.shape), None)
+            return (self._gather("reverse_variance", t, x).expand(x.shape),
+                    self._gather("reverse_log_variance", t, x).expand(x.shape), None)
         if self.var_type is VarType.LEARNED_RANGE:
             v_frac = (raw_variance + 1.0) / 2.0
-            min_log = self._gather("posterior_log_variance_clipped", t, x.shape)
-            max_log = self._gather("log_betas", t, x.shape)
+            min_log = self._gather("posterior_log_variance_clipped", t, x)
+            max_log = self._gather("log_betas", t, x)
             log_variance = v_frac * max_log + (1.0 - v_frac) * min_log
             return torch.exp(log_variance), log_variance, v_frac
         if self.var_type is VarType.FIXED_LARGE:
             variance, log_variance = "large_variance", "large_log_variance"
         else:
             variance, log_variance = "posterior_variance", "posterior_log_variance_clipped"
-        return (self._gather(variance, t, x.shape).expand(x.shape),
-                self._gather(log_variance, t, x.shape).expand(x.shape), None)
+        return (self._gather(variance, t, x).expand(x.shape),
+                self._gather(log_variance, t, x).expand(x.shape), None)
 
     def p_mean_variance(self, model, x, t, model_kwargs=None, clip_denoised=False,
                         model_output: torch.Tensor | None = None) -> dict:

@@ -70,11 +70,13 @@ def standard_normal(shape, generator: torch.Generator | None, device,
 
 def make_run(sampler: str | SamplerSpec, diffusion: GaussianDiffusion, model, *,
              options: dict | None = None, clip_denoised=None, model_kwargs=None,
-             device="cpu") -> SamplerRun:
-    """The sampler's run over every index of `diffusion` (respace it for fewer steps)."""
+             device="cpu", dtype: torch.dtype = torch.float32) -> SamplerRun:
+    """The sampler's run over every index of `diffusion` (respace it for fewer steps);
+    dtype float64 keeps its tables in double precision (exact analysis, the lab)."""
     spec = get_sampler(sampler)
     return spec.make_run(diffusion, model, options=spec.resolve_options(options),
-                         clip=clip_denoised, model_kwargs=model_kwargs, device=device)
+                         clip=clip_denoised, model_kwargs=model_kwargs, device=device,
+                         dtype=dtype)
 
 
 @torch.no_grad()
@@ -89,8 +91,9 @@ def sample_steps(sampler: str | SamplerSpec, diffusion: GaussianDiffusion, model
     eager; eager elsewhere), "eager" or "graph" (see core.fast_step.step_runner).
     """
     device = torch.device(device)
+    dtype = noise.dtype if noise is not None and noise.dtype == torch.float64 else torch.float32
     run = make_run(sampler, diffusion, model, options=options, clip_denoised=clip_denoised,
-                   model_kwargs=model_kwargs, device=device)
+                   model_kwargs=model_kwargs, device=device, dtype=dtype)
     yield from run_steps(run, shape, noise=noise, generator=generator, path=path)
 
 

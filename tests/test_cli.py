@@ -173,7 +173,7 @@ def test_bad_arguments_in_a_subprocess_print_one_line():
     (["sample", "--checkpoint", "{tmp}/corrupt.ckpt", "--npy", "{tmp}/x.npy"], ["corrupt.ckpt"]),
     (["sample", "--checkpoint", "{tmp}/corrupt.ckpt"], ["--out", "--npy"]),
     (["sample", "--checkpoint", "{tmp}/x.ckpt", "--n", "0", "--npy", "{tmp}/x.npy"], ["--n"]),
-    (["sample", "--checkpoint", "{tmp}/x.ckpt", "--sampler", "euler"], ["invalid choice"]),
+    (["sample", "--checkpoint", "{tmp}/x.ckpt", "--sampler", "warp-drive"], ["invalid choice"]),
     (["sample", "--checkpoint", "{tmp}/x.ckpt", "--n", "many"], ["invalid int"]),
     (["evaluate", "--checkpoint", "{tmp}/corrupt.ckpt"], ["truncated or corrupt"]),
     (["evaluate"], ["--checkpoint"]),

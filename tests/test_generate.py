@@ -125,7 +125,7 @@ def test_conditional_model_without_label_samples_the_null_class():
     ({"guidance": 1.0, "num_classes": 2}, "guidance needs a label"),
     ({"label": 2, "num_classes": 2}, "classes are 0..1"),
     ({"label": 0}, "unconditional"),
-    ({"sampler": "euler"}, "sampler"),
+    ({"sampler": "warp-drive"}, "sampler"),
     ({"record_every": 0}, "record_every"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, message):

@@ -8,7 +8,7 @@ DDPM and DDIM modules beside this file) and one `register(...)` line below.
 
 from __future__ import annotations
 
-from core.samplers import ddim, ddpm, dpmpp_2m, unipc
+from core.samplers import ddim, ddpm, dpm_singlestep, dpmpp_2m, euler, heun, rk45, unipc
 from core.samplers.base import OptionSpec, SamplerRun, SamplerSpec, StepOutput
 
 __all__ = ["DEFAULT_SAMPLER", "OptionSpec", "SamplerRun", "SamplerSpec", "StepOutput",
@@ -71,4 +71,10 @@ register(ddim.SPEC)
 register(dpmpp_2m.SPEC)
 register(unipc.SPEC)
 register(unipc.SPEC_3)
+register(dpm_singlestep.SPEC_2)
+register(dpm_singlestep.SPEC_3)
+register(euler.SPEC)
+register(euler.SPEC_ANCESTRAL)
+register(heun.SPEC)
+register(rk45.SPEC)
 DEFAULT_SAMPLER = ddpm.SPEC.name

@@ -28,9 +28,9 @@ from core.options import DataKind
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """A sampler setting the UI, the CLI and configs offer: kind "float" (low..high, step)
-    or "choice" (`choices`: (value, label) pairs). Samplers that share an option use the
-    same OptionSpec object."""
+    """A sampler setting the UI, the CLI and configs offer: kind "float" (low..high, step;
+    scale "log" for tolerances spanning decades) or "choice" (`choices`: (value, label)
+    pairs). Samplers that share an option use the same OptionSpec object."""
 
     name: str
     label: str
@@ -41,6 +41,7 @@ class OptionSpec:
     high: float = 1.0
     step: float = 0.1
     choices: tuple[tuple[str, str], ...] = ()
+    scale: str = "linear"
 
     def check(self, value) -> Any:
         """The value as this option stores it; ValueError naming the option otherwise."""
@@ -104,8 +105,10 @@ class SamplerRun:
     """
 
     def __init__(self, diffusion: GaussianDiffusion, model, *, options: dict,
-                 clip=None, model_kwargs: dict | None = None, device="cpu"):
+                 clip=None, model_kwargs: dict | None = None, device="cpu",
+                 dtype: torch.dtype = torch.float32):
         self.diffusion = diffusion
+        self.dtype = dtype
         self.model = model
         self.options = dict(options)
         self.device = torch.device(device)
@@ -113,12 +116,38 @@ class SamplerRun:
         self.model_kwargs = dict(model_kwargs or {})
         self.num_steps = diffusion.num_timesteps
         self.noise_steps = np.zeros(self.num_steps, dtype=bool)
-        diffusion.device_tables(self.device)          # before any capture
+        diffusion.device_tables(self.device, dtype)   # before any capture
 
     def table(self, values) -> torch.Tensor:
-        """A float32 device tensor of per-step values (S,), indexed by t in `step`."""
-        return torch.as_tensor(np.ascontiguousarray(values, dtype=np.float64), dtype=torch.float32,
+        """A device tensor of per-step values (S,) in the run's dtype (float32; float64 for
+        exact analysis), indexed by t in `step`."""
+        return torch.as_tensor(np.ascontiguousarray(values, dtype=np.float64), dtype=self.dtype,
                                device=self.device)
+
+    # -- points between the steps (continuous-time solvers) ---------------------------------
+    def grid_sigmas(self) -> np.ndarray:
+        """VE sigmas (sqrt((1 - abar) / abar)) of the run's steps by index, float64 (S,);
+        the data after index 0 is sigma 0."""
+        return self.diffusion.schedule.sigmas
+
+    def point_tables(self, ve_sigmas) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Device tables (alpha, sigma, t_model), float32 of ve_sigmas' shape, of points of
+        the forward process given by their VE sigma: alpha = 1 / sqrt(1 + s^2), sigma =
+        s alpha (x = alpha x0 + sigma eps), t_model the (fractional) original timestep the
+        network sees there (the unrespaced schedule's interpolation; 0 for the data)."""
+        s = np.asarray(ve_sigmas, dtype=np.float64)
+        alpha = 1.0 / np.sqrt(1.0 + s ** 2)
+        base = self.diffusion.schedule.base
+        t_model = np.where(s > 0, base.timestep_at(np.maximum(s, 1e-30)), 0.0)
+        return self.table(alpha), self.table(s * alpha), self.table(t_model)
+
+    def predict(self, x: torch.Tensor, index: torch.Tensor, tables) -> tuple:
+        """(x0, eps) of the model at x, at the points tables[..][index] (index (B,) or
+        (B, ...) as the tables allow), with this run's labels and clamp."""
+        alpha, sigma, t_model = (table[index] for table in tables)
+        view = (-1,) + (1,) * (x.ndim - 1)
+        return self.diffusion.predict_at(self.model, x, t_model, alpha.reshape(view),
+                                         sigma.reshape(view), self.model_kwargs, self.clip)
 
     def start(self, x: torch.Tensor) -> None:
         """Called once before the first step of a run from x_T, outside any capture: reset
@@ -162,7 +191,10 @@ class SamplerSpec:
     the sampler picks its own steps (an adaptive ODE solver: no spacing, no step count, its
     network calls counted as it runs, not capturable as one graph);
     make_run(diffusion, model, options=..., clip=..., model_kwargs=..., device=...) ->
-    SamplerRun on the respaced diffusion.
+    SamplerRun on the respaced diffusion (and dtype=... for float64 analysis); nfe(steps): the network calls of a run when
+    they are not steps x model_calls_per_step (see network_calls); order: the global order
+    of a deterministic solver of the probability-flow ODE (its error shrinks as h^order,
+    tests/test_solver_orders.py measures it), None for stochastic samplers.
     """
 
     name: str
@@ -175,6 +207,13 @@ class SamplerSpec:
     needs_learned_variance: bool = False
     default_steps: Callable[[int], int] = field(default=lambda T: T)
     adaptive: bool = False
+    nfe: Callable[[int], int] | None = None
+    order: int | None = None
+
+    def network_calls(self, steps: int) -> int:
+        """Network evaluations of a run of `steps` steps (`nfe(steps)` where a sampler
+        differs from steps x model_calls_per_step, e.g. a cheaper last step)."""
+        return self.nfe(steps) if self.nfe is not None else steps * self.model_calls_per_step
 
     def option_names(self) -> tuple[str, ...]:
         return tuple(option.name for option in self.options)

@@ -48,5 +48,5 @@ SPEC = SamplerSpec(
     name="ddim", label="DDIM",
     description="DDIM: deterministic for η = 0, DDPM's posterior variance for η = 1 "
                 "(Song et al. 2021)",
-    deterministic=True, make_run=DDIMRun, options=(ETA,),
+    deterministic=True, order=1, make_run=DDIMRun, options=(ETA,),
     default_steps=lambda T: min(50, T))

@@ -40,4 +40,4 @@ SPEC = SamplerSpec(
     name="dpmpp_2m", label="DPM-Solver++ 2M",
     description="DPM-Solver++ 2M: second-order multistep ODE solver in data prediction "
                 "(Lu et al. 2022); first order at the first and last step",
-    deterministic=True, make_run=DPMSolverPP2MRun, default_steps=lambda T: min(20, T))
+    deterministic=True, order=2, make_run=DPMSolverPP2MRun, default_steps=lambda T: min(20, T))

@@ -4,9 +4,13 @@
 
 MODE "training": close while a run trains. "sampling": close while a long sampling run goes
 on (training stopped). "saving": close while a checkpoint save is being written during a run
-(the write is slowed down by half a second, like a slow disk). Prints "closing ..." right before
-window.close() and "closed" after the event loop has returned, then leaves the way the app
-does (app.__main__.exit_now_if_closed_cleanly: os._exit once everything has ended).
+(the write is slowed down by half a second, like a slow disk). "long-step": close while one
+training step takes LONG_STEP_S seconds (a huge model on a CPU); the step writes
+CHECKPOINT + ".step-ended" when it ends. "long-step-saving": a save is requested during a
+step of SAVE_STEP_S seconds, then the window closes: the save waits for the step, and the
+exit waits for the save. Prints "closing ..." right before window.close() and "closed" after
+the event loop has returned, then leaves the way the app does
+(app.__main__.exit_now_if_closed_cleanly: os._exit unless a save is in flight).
 """
 
 from __future__ import annotations
@@ -14,6 +18,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
+
+LONG_STEP_S = 60.0
+SAVE_STEP_S = 2.0
 
 
 def main() -> None:
@@ -41,6 +49,23 @@ def main() -> None:
 
         core.checkpoint.save_file = slow_save_file
 
+    slow = threading.Event()            # set: the next training step is a long one
+    in_long_step = threading.Event()
+    if mode.startswith("long-step"):
+        from core.diffusion import GaussianDiffusion
+
+        real_losses = GaussianDiffusion.training_losses
+        seconds = LONG_STEP_S if mode == "long-step" else SAVE_STEP_S
+
+        def training_losses(self, *args, **kwargs):
+            if slow.is_set() and not in_long_step.is_set():
+                in_long_step.set()
+                time.sleep(seconds)
+                Path(checkpoint + ".step-ended").write_text("the long step ended")
+            return real_losses(self, *args, **kwargs)
+
+        GaussianDiffusion.training_losses = training_losses
+
     window = MainWindow(make_settings(settings_path), restore=False)
     window.show()
     cfg = load_preset("toy-2d")
@@ -66,6 +91,9 @@ def main() -> None:
         elif phase == "training" and trainer is not None and trainer.step > 20:
             if mode == "training":
                 close("training")
+            elif mode.startswith("long-step"):
+                slow.set()
+                state["phase"] = "long step"
             elif mode == "sampling":
                 window.stop_training()
                 state["phase"] = "stopping"
@@ -81,6 +109,12 @@ def main() -> None:
         elif phase == "sampling" and window.trajectory_panel.sampleProgress.value() > 0:
             assert window.sampling.is_active()
             close("sampling")
+        elif phase == "long step" and in_long_step.is_set():
+            if mode == "long-step-saving":
+                window.save_checkpoint(checkpoint)      # queued behind the step in flight
+                close(f"a long step with a save queued at step {trainer.step}")
+            else:
+                close("a long training step")
         elif phase == "saving" and write_started.is_set():
             assert window.training.is_active()
             close(f"a checkpoint save at step {trainer.step}")

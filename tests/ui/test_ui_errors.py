@@ -23,8 +23,16 @@ def test_out_of_memory_advises_a_smaller_batch_or_model():
 def test_core_messages_keep_their_field_file_and_advice():
     diverged = describe_error(TrainingDiverged(12, "loss", float("nan"), 11), "Training")
     assert "step 12" in diverged and "step 11" in diverged and "train.lr" in diverged
+    # a setting of the form is named by the form's label, a file's setting by its field
     config = describe_error(ConfigError("train.lr", 0.0, "must lie in (0.0, 1.0]"))
-    assert config == "train.lr = 0.0 is invalid: must lie in (0.0, 1.0]"
+    assert config == "Learning rate: must lie in (0.0, 1.0]"
+    timesteps = describe_error(ConfigError("diffusion.timesteps", 1, "must be between 2 and "
+                                                                      "20000"), "Training")
+    assert timesteps == "Training failed: Steps T: must be between 2 and 20000"
+    assert describe_error(ConfigError("sampling.n", 0, "must be between 1 and 100000")) \
+        == "Samples: must be between 1 and 100000"
+    in_file = ConfigError("train.lr", 0.0, "must lie in (0.0, 1.0]").in_file("run.json")
+    assert describe_error(in_file) == "run.json: train.lr = 0.0 is invalid: must lie in (0.0, 1.0]"
     checkpoint = describe_error(CheckpointError("/tmp/x.safetensors", "is not a checkpoint"),
                                 "Opening x.safetensors")
     assert "/tmp/x.safetensors" in checkpoint and checkpoint.startswith("Opening")

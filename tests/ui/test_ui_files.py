@@ -143,6 +143,97 @@ def test_loss_plot_exports_csv_after_training(window, qtbot, tmp_path):
     path = tmp_path / "loss.csv"
     window.export_current_csv(str(path))
     with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["curve"] == "total loss (raw)"]
+        table = list(csv.DictReader(handle))
+    # the simple loss: the total is L_simple itself and is drawn once, as L_simple
+    assert not [r for r in table if r["curve"].startswith("total loss")]
+    rows = [r for r in table if r["curve"] == "L_simple (MSE) (raw)"]
     assert [int(float(r["x"])) for r in rows] == list(range(1, 26))
+    assert {r["y_unit"] for r in rows} == {""}
+    # 2-D points are continuous data: L_vlb in nats per dimension (core.options.nll_unit)
+    vlb = [r for r in table if r["curve"] == "L_vlb (nats/dim) (raw)"]
+    assert len(vlb) == 25 and {r["y_unit"] for r in vlb} == {"nats_per_dim"}
+    history = window.session.trainer.history["vlb"]
+    np.testing.assert_allclose([float(r["y"]) for r in vlb], np.log(2) * np.array(history))
     assert isinstance(window.findChild(pg.PlotWidget, "lossPlot"), pg.PlotWidget)
+
+
+def counting_loads(monkeypatch, fail_with=None) -> list:
+    """Count core.checkpoint.load_checkpoint calls (the app's open job imports it then);
+    with fail_with, every call raises it."""
+    import core.checkpoint
+
+    calls, real = [], core.checkpoint.load_checkpoint
+
+    def load(path, *args, **kwargs):
+        calls.append(str(path))
+        if fail_with is not None:
+            raise fail_with
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(core.checkpoint, "load_checkpoint", load)
+    return calls
+
+
+def draw_points(window, qtbot, count: int = 300):
+    points = np.random.default_rng(1).normal(size=(count, 2)) * 0.5 + 1.0
+    with qtbot.waitSignal(window.dataset_ready, timeout=10000):
+        window.set_drawn_points(points)
+    return window.session.dataset
+
+
+def test_a_bad_file_is_read_once_and_its_first_error_shown_even_with_drawn_points(
+        window, qtbot, tmp_path, monkeypatch):
+    draw_points(window, qtbot)
+    calls = counting_loads(monkeypatch)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    with qtbot.waitSignal(window.error_shown, timeout=20000) as shown:
+        window.load_checkpoint(str(empty))
+    assert calls == [str(empty)]
+    assert shown.args[0] == f"Opening empty.safetensors failed: checkpoint {empty}: is empty (0 bytes)"
+    qtbot.waitUntil(lambda: not window.jobs.busy("checkpoint"), timeout=10000)
+    assert calls == [str(empty)]
+
+
+def test_drawn_points_are_used_only_for_a_file_trained_on_drawn_points(
+        window, qtbot, tmp_path, make_window):
+    toy = str(tmp_path / "toy.safetensors")
+    assert train(window, qtbot, tiny_config(steps=5)) == "finished"
+    with qtbot.waitSignal(window.checkpoint_saved, timeout=20000):
+        window.save_checkpoint(toy)
+    drawn = draw_points(window, qtbot)
+    cfg = window.experiment.validate()
+    cfg.train.steps, cfg.train.log_every, cfg.train.batch_size = 5, 1, 32
+    cfg.diffusion.timesteps, cfg.train.probe_every = 20, 0
+    window.model_change_policy = "fresh"
+    assert train(window, qtbot, cfg) == "finished"
+    on_drawn = str(tmp_path / "drawn.safetensors")
+    with qtbot.waitSignal(window.checkpoint_saved, timeout=20000):
+        window.save_checkpoint(on_drawn)
+    with qtbot.waitSignal(window.checkpoint_loaded, timeout=20000):
+        window.load_checkpoint(toy)                  # its own data, though points are drawn
+    assert window.session.trainer.dataset.name == "8gaussians"
+    with qtbot.waitSignal(window.checkpoint_loaded, timeout=20000):
+        window.load_checkpoint(on_drawn)
+    assert window.session.trainer.dataset is drawn
+    # a window without drawn points says what the file needs
+    other = make_window()
+    with qtbot.waitSignal(other.error_shown, timeout=20000) as shown:
+        other.load_checkpoint(on_drawn)
+    assert on_drawn in shown.args[0] and "was trained on drawn points" in shown.args[0]
+    assert "Draw…" in shown.args[0]
+
+
+def test_out_of_memory_while_opening_names_the_file_and_what_to_do(
+        window, qtbot, tmp_path, monkeypatch):
+    import torch
+
+    path = str(tmp_path / "big.safetensors")
+    counting_loads(monkeypatch, torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to "
+                                                            "allocate 20.00 GiB"))
+    with qtbot.waitSignal(window.error_shown, timeout=20000) as shown:
+        window.load_checkpoint(path)
+    message = shown.args[0]
+    assert message.startswith(f"Opening big.safetensors failed: Out of memory while opening {path}")
+    assert "The file is unchanged" in message and "Close other programs" in message
+    assert "batch size" not in message

@@ -55,7 +55,7 @@ def test_a_registered_sampler_gets_its_combo_entry_and_option_and_samples(
     assert [combo.itemData(i) for i in range(combo.count())] == [s.name for s in samplers()]
     scale = window.findChild(QDoubleSpinBox, "sampleOption_test_scale")
     assert scale is panel.option_widgets[SCALE.name]
-    assert (scale.minimum(), scale.maximum(), scale.singleStep()) == (0.5, 2.0, 0.25)
+    assert (*scale.allowed, scale.singleStep()) == (0.5, 2.0, 0.25)
     assert scale.value() == SCALE.default
     for other in samplers():
         combo.setCurrentIndex(combo.findData(other.name))
@@ -87,24 +87,35 @@ def test_a_registered_sampler_gets_its_combo_entry_and_option_and_samples(
 
 
 def test_spin_box_ranges_are_core_limits(qtbot):
+    """Each field's allowed range is core's; a typed value beyond it is not clamped but
+    reaches validation (one range-width of room on each side), the arrows stay inside."""
     experiment = ExperimentPanel()
     qtbot.addWidget(experiment)
-    for spin, setting in ((experiment.timestepsSpin, "diffusion.timesteps"),
-                          (experiment.batchSizeSpin, "train.batch_size"),
-                          (experiment.trainStepsSpin, "train.steps"),
-                          (experiment.seedSpin, "train.seed"),
-                          (experiment.learningRateSpin, "train.lr")):
-        assert (spin.minimum(), spin.maximum()) == LIMITS[setting], setting
-    assert (experiment.timestepsSpin.minimum(), experiment.timestepsSpin.maximum()) == (2, 20000)
     panel = TrajectoryPanel(Session())
     qtbot.addWidget(panel)
-    for spin, setting in ((panel.sampleStepsSpin, "sampling.steps"),
-                          (panel.countSpin, "sampling.n"),
-                          (panel.guidanceSpin, "sampling.guidance")):
-        assert (spin.minimum(), spin.maximum()) == LIMITS[setting], setting
+    fields = ((experiment.timestepsSpin, "diffusion.timesteps"),
+              (experiment.batchSizeSpin, "train.batch_size"),
+              (experiment.trainStepsSpin, "train.steps"),
+              (experiment.seedSpin, "train.seed"),
+              (experiment.learningRateSpin, "train.lr"),
+              (panel.sampleStepsSpin, "sampling.steps"),
+              (panel.countSpin, "sampling.n"),
+              (panel.guidanceSpin, "sampling.guidance"))
+    for spin, setting in fields:
+        low, high = LIMITS[setting]
+        assert tuple(spin.allowed) == (low, high), setting
+        assert spin.minimum() < low and spin.maximum() >= min(high + 1, 2**31 - 1), setting
+        spin.setValue(low)
+        spin.stepBy(-1)
+        assert spin.value() == low, setting
+        spin.setValue(high)
+        spin.stepBy(3)
+        assert spin.value() == high, setting
+    assert tuple(experiment.timestepsSpin.allowed) == (2, 20000)
     # a seed up to 2**63 - 1 is valid, but a QSpinBox holds a C int
     low, high = LIMITS["sampling.seed"]
-    assert (panel.seedSpin.minimum(), panel.seedSpin.maximum()) == (low, min(high, 2**31 - 1))
+    assert tuple(panel.seedSpin.allowed) == (low, min(high, 2**31 - 1))
+    assert panel.seedSpin.maximum() == 2**31 - 1
 
 
 def test_the_data_set_list_is_core_data_sets_plus_folder_and_draw(qtbot):

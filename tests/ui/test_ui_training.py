@@ -10,10 +10,9 @@ from ui_helpers import tiny_config, train
 from core.presets import load_preset
 
 
-def loss_curve(window):
+def loss_curve(window, name: str = "L_simple (MSE) (raw)"):
     plot = window.findChild(pg.PlotWidget, "lossPlot")
-    return [c for c in plot.getPlotItem().listDataItems()
-            if c.name() == "total loss (raw)"][0]
+    return [c for c in plot.getPlotItem().listDataItems() if c.name() == name][0]
 
 
 def test_train_2d_preset_puts_every_logged_step_on_the_loss_plot(window, qtbot):
@@ -29,12 +28,13 @@ def test_train_2d_preset_puts_every_logged_step_on_the_loss_plot(window, qtbot):
     curve = loss_curve(window)
     qtbot.waitUntil(lambda: curve.xData is not None and len(curve.xData) == steps, timeout=5000)
     np.testing.assert_array_equal(curve.xData, np.arange(1, steps + 1))
-    np.testing.assert_allclose(curve.yData, trainer.history["loss"])
+    np.testing.assert_allclose(curve.yData, trainer.history["mse"])
     assert window.controls.trainProgress.value() == steps
     # the probes (steps 100 and 200) reached the VLB panel
     vlb = window.findChild(pg.PlotWidget, "vlbPlot")
     window.tabs.setCurrentWidget(window.vlb_panel)
-    latest = [c for c in vlb.getPlotItem().listDataItems() if c.name() == "L_t (latest probe)"][0]
+    latest = [c for c in vlb.getPlotItem().listDataItems()
+              if c.name() == "L_t (latest probe, nats/dim)"][0]
     qtbot.waitUntil(lambda: latest.xData is not None and len(latest.xData) > 0, timeout=5000)
     assert [p["step"] for p in window.session.probes] == [100, 200]
     np.testing.assert_array_equal(latest.xData, trainer.probe_history[-1]["t"])

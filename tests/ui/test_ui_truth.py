@@ -95,6 +95,11 @@ def test_entropy_note_hints_at_learned_range_only_when_the_variance_is_fixed(win
     combo = window.experiment.varianceTypeCombo
     combo.setCurrentIndex(combo.findData("fixed_small"))
     qtbot.waitUntil(lambda: "choose “learned range" in window.entropy_panel.note.text(), timeout=5000)
+    # the hint says what trains it: a learned range with the simple loss learns nothing
+    for note in (window.entropy_panel.note, window.schedule_panel.note):
+        assert "with the hybrid or vlb loss" in note.text()
+    loss = window.experiment.lossTypeCombo
+    loss.setCurrentIndex(loss.findData("hybrid"))
     combo.setCurrentIndex(combo.findData("learned_range"))
     qtbot.waitUntil(lambda: "choose “learned range" not in window.entropy_panel.note.text(),
                     timeout=5000)

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QPushButton, QWidget
 
 from core.config import LIMITS
@@ -44,30 +45,64 @@ def test_invalid_settings_disable_start_and_name_the_field(window, qtbot):
     error = window.findChild(QLabel, "configError")
     window.experiment.learningRateSpin.setValue(0.0)  # lr > 0: the open end of its range
     assert not start.isEnabled() and not window.session.config_valid
-    assert error.isVisible() and "train.lr" in error.text()
+    # the form's label, not the config field (app.field_labels)
+    assert error.isVisible() and error.text() == "⚠ Learning rate: must lie in (0.0, 1.0]"
+    assert "train.lr" not in error.text()
     assert window.experiment.learningRateSpin.property("invalid") is True
     window.experiment.learningRateSpin.setValue(1e-3)
     assert start.isEnabled() and not error.isVisible() and window.session.config_valid
-    # numbers outside core.config.LIMITS cannot be entered at all
+    # numbers outside core.config.LIMITS reach validation and are reported, never clamped
     window.experiment.timestepsSpin.setValue(1)
-    assert window.experiment.timestepsSpin.value() == LIMITS["diffusion.timesteps"][0]
+    assert window.experiment.timestepsSpin.value() == 1
+    assert not start.isEnabled() and error.text() == "⚠ Steps T: must be between 2 and 20000"
+    window.experiment.timestepsSpin.setValue(LIMITS["diffusion.timesteps"][0])
     window.experiment.batchSizeSpin.setValue(0)
-    assert window.experiment.batchSizeSpin.value() == LIMITS["train.batch_size"][0]
+    assert not start.isEnabled() and error.text().startswith("⚠ Batch size: must be between 1")
+    window.experiment.batchSizeSpin.setValue(32)
     assert start.isEnabled()
     # two invalid settings: the first in validation order stays named until it is fixed
     cfg = window.experiment.validate()
     cfg.diffusion.lambda_vlb = -1.0  # a setting without a field of its own (presets, files)
     window.experiment.set_config(cfg)
-    assert not start.isEnabled() and "diffusion.lambda_vlb" in error.text()
+    assert not start.isEnabled() and error.text().startswith("⚠ Loss: must lie in [0.0, 1000")
     window.experiment.learningRateSpin.setValue(0.0)  # still invalid; first error stays named
-    assert not start.isEnabled() and "diffusion.lambda_vlb" in error.text()
+    assert not start.isEnabled() and error.text().startswith("⚠ Loss:")
     cfg.diffusion.lambda_vlb, cfg.train.lr = 0.001, 0.0
     window.experiment.set_config(cfg)
-    assert not start.isEnabled() and "train.lr" in error.text()
+    assert not start.isEnabled() and error.text().startswith("⚠ Learning rate")
     window.start_training()  # Start refuses invalid settings
     assert not window.training.is_active()
     window.experiment.learningRateSpin.setValue(1e-3)
     assert start.isEnabled() and error.text() == ""
+
+
+def test_a_typed_negative_learning_rate_is_reported_not_clamped(window, qtbot):
+    spin = window.experiment.learningRateSpin
+    spin.setFocus()
+    spin.lineEdit().selectAll()
+    qtbot.keyClicks(spin.lineEdit(), "-1")
+    qtbot.keyClick(spin.lineEdit(), Qt.Key.Key_Return)
+    assert spin.value() == -1.0
+    error = window.experiment.configError
+    assert error.text() == "⚠ Learning rate: must lie in (0.0, 1.0]"
+    assert not window.controls.startButton.isEnabled()
+    label = window.experiment._error_labels[spin]
+    assert label.text() == "-1.0: must lie in (0.0, 1.0]"
+
+
+def test_learned_range_with_the_simple_loss_is_refused_under_the_loss_field(window, qtbot):
+    experiment = window.experiment
+    loss, variance = experiment.lossTypeCombo, experiment.varianceTypeCombo
+    loss.setCurrentIndex(loss.findData("simple"))
+    variance.setCurrentIndex(variance.findData("learned_range"))
+    assert not window.controls.startButton.isEnabled()
+    assert experiment.configError.text().startswith(
+        "⚠ Loss: learned range needs the hybrid or vlb loss")
+    below_loss = experiment._error_labels[loss]
+    assert below_loss.isVisibleTo(experiment) and "hybrid or vlb" in below_loss.text()
+    assert loss.property("invalid") is True
+    loss.setCurrentIndex(loss.findData("hybrid"))
+    assert window.controls.startButton.isEnabled() and experiment.configError.text() == ""
 
 
 def test_changing_T_redraws_schedule_and_entropy_with_T_points(window):
