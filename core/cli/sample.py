@@ -23,22 +23,24 @@ from core.cli.common import (
     check_output,
     limited_float,
     limited_int,
-    training_data,
     write_output,
 )
 from core.cli.pictures import image_grid, picture_formats, scatter_plot
+from core.cli.source import add_source, load_noise, load_source
 from core.data.formats import MAX_CLASSES
 from core.samplers.base import VARIANCE
+from core.spacing import DEFAULT_SPACING, SPACING_NAMES, SPACINGS
 
 
 def add_parser(commands) -> None:
     smp = commands.add_parser("sample", help="draw samples from a checkpoint",
-                              description="Sample with the EMA weights of a checkpoint; write a "
-                              "picture (image grid or 2-D scatter plot) and/or the samples as "
-                              ".npy. Files are written whole or not at all, to exactly the "
-                              "path given; an existing file is kept unless --force.")
+                              description="Sample with the EMA weights of a checkpoint (or a "
+                              "mixture preset's exact eps); write a picture (image grid or 2-D "
+                              "scatter plot) and/or the samples as .npy. Files are written "
+                              "whole or not at all, to exactly the path given; an existing "
+                              "file is kept unless --force.")
     add_threads(smp)
-    smp.add_argument("--checkpoint", required=True)
+    add_source(smp)
     smp.add_argument("--n", type=limited_int("sampling.n"), default=64,
                      help="number of samples (default 64)")
     samplers = sampler_registry.samplers()
@@ -54,6 +56,12 @@ def add_parser(commands) -> None:
     smp.add_argument("--label", type=bounded_int(0, MAX_CLASSES - 1),
                      help="class to sample (class-conditional models)")
     smp.add_argument("--seed", type=limited_int("sampling.seed"), default=0)
+    smp.add_argument("--spacing", choices=SPACING_NAMES, default=DEFAULT_SPACING,
+                     help="which timesteps the steps visit: " + "; ".join(
+                         f"{spec.name}: {spec.label}" for spec in SPACINGS.values())
+                     + f" (default {DEFAULT_SPACING})")
+    smp.add_argument("--noise", help="a .npy file with the initial noise x_T, shape (N, data "
+                     "shape...), so runs of different samplers start from the same x_T")
     for option in sampler_registry.all_options().values():
         users = ", ".join(spec.name for spec in samplers if option in spec.options)
         if option.kind == "choice":
@@ -104,27 +112,26 @@ def _sampler_options(args, spec) -> dict:
     return options
 
 
-def _check_model_fits(args, checkpoint, spec) -> int:
+def _check_model_fits(args, source, spec) -> int:
     """--steps, --label, --guidance and --out against the model; the steps to run."""
-    timesteps = checkpoint.config.diffusion.timesteps
+    timesteps = source.diffusion.num_timesteps
     steps = args.steps if args.steps is not None else spec.default_steps(timesteps)
     if steps > timesteps:
         raise UsageError(f"--steps {steps}: the model has only {timesteps} timesteps")
-    if checkpoint.num_classes is None and (args.label is not None or args.guidance != 0.0):
+    if source.num_classes is None and (args.label is not None or args.guidance != 0.0):
         raise UsageError(f"--{'label' if args.label is not None else 'guidance'}: this model is "
                          "unconditional: label and guidance need a class-conditional model")
     if args.guidance != 0.0 and args.label is None:
         raise UsageError("--guidance needs --label (the class to steer towards)")
-    if args.label is not None and args.label >= checkpoint.num_classes:
+    if args.label is not None and args.label >= source.num_classes:
         raise UsageError(f"--label {args.label}: the model's classes are 0 to "
-                         f"{checkpoint.num_classes - 1}")
-    if args.out and checkpoint.data_kind == "vector" and checkpoint.data_shape != (2,):
-        raise UsageError(f"--out: no picture for {checkpoint.data_shape[0]}-D vectors; use --npy")
+                         f"{source.num_classes - 1}")
+    if args.out and len(source.data_shape) == 1 and source.data_shape != (2,):
+        raise UsageError(f"--out: no picture for {source.data_shape[0]}-D vectors; use --npy")
     return steps
 
 
 def run(args) -> int:
-    from core.checkpoint import load_checkpoint
     from core.config import ConfigError, SamplingConfig
     from core.device import resolve_device
     from core.generate import sample
@@ -132,7 +139,8 @@ def run(args) -> int:
     spec = sampler_registry.get_sampler(args.sampler)
     options = _sampler_options(args, spec)
     request = SamplingConfig(sampler=spec.name, steps=args.steps, n=args.n, seed=args.seed,
-                             guidance=args.guidance, label=args.label, options=options)
+                             guidance=args.guidance, label=args.label, options=options,
+                             spacing=args.spacing)
     try:
         request.validate()
     except ConfigError as exc:
@@ -140,19 +148,20 @@ def run(args) -> int:
     chosen = request.sampler_options()
     _check_outputs(args)
     device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint)
-    steps = _check_model_fits(args, checkpoint, spec)
-    model = checkpoint.build_model(ema=True, device=device)
+    source = load_source(args, device)
+    steps = _check_model_fits(args, source, spec)
+    noise = (load_noise("--noise", args.noise, (args.n, *source.data_shape))
+             if args.noise else None)
     analytic = None
     if chosen.get(VARIANCE.name) == "analytic":
         from core.analytic_dpm import gamma_sample
 
-        analytic = gamma_sample(training_data(args.checkpoint, checkpoint).train, seed=args.seed)
-    trajectory = sample(model, checkpoint.build_diffusion(), args.n, checkpoint.data_shape,
-                        sampler=spec.name, steps=steps, options=chosen,
-                        guidance=args.guidance, label=args.label,
-                        num_classes=checkpoint.num_classes, seed=args.seed,
-                        record_every=10**9, data_box=checkpoint.data_box,
+        analytic = gamma_sample(source.dataset().train, seed=args.seed)
+    trajectory = sample(source.model, source.diffusion, args.n, source.data_shape,
+                        sampler=spec.name, steps=steps, options=chosen, spacing=args.spacing,
+                        noise=noise, guidance=args.guidance, label=args.label,
+                        num_classes=source.num_classes, seed=args.seed,
+                        record_every=10**9, data_box=source.data_box,
                         analytic_data=analytic, device=device)
     final = trajectory.final
     bad = int((~np.isfinite(final.reshape(len(final), -1))).any(axis=1).sum())
