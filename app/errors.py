@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
+from app.field_labels import readable_error
 from core.oom import is_out_of_memory
 
 __all__ = ["OOM_ADVICE", "describe_error", "is_out_of_memory", "release_cached_gpu_memory"]
 
 OOM_ADVICE = ("Out of memory. Try a smaller batch size or a smaller model size, "
               "or train on another device.")
+# what to do depends on what ran out of memory
+OOM_ADVICE_BY_ACTION = {
+    "Sampling": ("Out of memory. Draw fewer samples at once (the Samples field), or use a "
+                 "smaller model size or a smaller batch size for the next run."),
+}
 
 
 def release_cached_gpu_memory() -> None:
@@ -21,20 +29,36 @@ def release_cached_gpu_memory() -> None:
         pass
 
 
-def describe_error(exc: BaseException, action: str = "") -> str:
+def out_of_memory_opening(path: str) -> str:
+    """Advice for an out-of-memory error while a file is opened: the file is named and left
+    as it was; the model, its optimizer state and its training data did not fit."""
+    return (f"Out of memory while opening {path}: its model, optimizer state and training "
+            "data did not fit in the device's memory. The file is unchanged. Close other "
+            "programs or runs that use this memory (on a GPU: other CUDA processes) and open "
+            "it again, or open it on a machine with more memory.")
+
+
+def describe_error(exc: BaseException, action: str = "", path: str | None = None) -> str:
     """One readable paragraph: what failed, why, and what to try.
 
-    `action` names what the user was doing ("Training", "Loading checkpoint").
+    `action` names what the user was doing ("Training", "Sampling",
+    "Opening run.safetensors"); `path` the file involved, if any (named in the advice for an
+    out-of-memory error). A ConfigError of a form setting names the form's label.
     """
     prefix = f"{action} failed: " if action else ""
     name = type(exc).__name__
     if is_out_of_memory(exc):
-        return prefix + OOM_ADVICE
-    if name in ("TrainingDiverged", "ConfigError", "DataError", "CheckpointError",
-                "CheckpointWriteError"):
+        if path is not None:
+            return prefix + out_of_memory_opening(path)
+        return prefix + OOM_ADVICE_BY_ACTION.get(action, OOM_ADVICE)
+    if name == "ConfigError":
+        return prefix + readable_error(exc)
+    if name in ("TrainingDiverged", "DataError", "CheckpointError", "CheckpointWriteError"):
         # core's messages already name the field or file, the problem and what to try
         return prefix + str(exc)
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         return prefix + f"{exc.strerror or exc}{where}"
+    if path is not None and os.path.basename(path) not in str(exc):
+        return prefix + f"{name}: {exc} ({path})"
     return prefix + f"{name}: {exc}"

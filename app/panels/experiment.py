@@ -1,7 +1,10 @@
-"""The experiment panel: every setting of a run, validated by core.config as the user types.
+"""The experiment panel: every setting of a run, validated by core.config as the user types
+(ExperimentConfig.check_trainable: also the combinations that would train nothing).
 
-An invalid setting is named inline under its field and in `configError`, and the panel
-reports `None` instead of a config (the main window then disables Start).
+An invalid setting is named inline under its field and in `configError` by the form's label
+(app.field_labels), and the panel reports `None` instead of a config (the main window then
+disables Start). `costWarning` says when the settings are far too big for their device; it
+never blocks Start.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.field_labels import FIELD_LABELS, FIELD_TIPS, readable_error
 from app.widgets.spinboxes import ScientificSpinBox, limited_double_spin, limited_spin
 from core.config import ConfigError, DiffusionConfig, ExperimentConfig, ModelConfig
 from core.data import DATASET_NAMES, DRAWN_DATASET, dataset_label, is_vector_dataset
@@ -149,6 +153,29 @@ class ExperimentPanel(QWidget):
         self.configError.setObjectName("configError")
         self.configError.setWordWrap(True)
         self.configError.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.costWarning = QLabel()
+        self.costWarning.setObjectName("costWarning")
+        self.costWarning.setWordWrap(True)
+        self.costWarning.setStyleSheet(
+            "QLabel#costWarning { color: #5c3d00; background: #fff4db; border: 1px solid "
+            "#e8c46b; border-radius: 3px; padding: 4px 6px; }")
+        self.costWarning.setToolTip("An estimate from the network's FLOPs per step and a "
+                                    "conservative speed for the device (core.cost); the "
+                                    "progress bar measures the real speed once a run starts")
+        for field, widget in (("preset", self.presetCombo), ("train.dataset", self.datasetCombo),
+                              ("train.class_conditional", self.classConditionalCheck),
+                              ("model", self.modelSizeCombo),
+                              ("diffusion.schedule", self.scheduleCombo),
+                              ("diffusion.timesteps", self.timestepsSpin),
+                              ("diffusion.mean_type", self.meanTypeCombo),
+                              ("diffusion.variance_type", self.varianceTypeCombo),
+                              ("diffusion.loss_type", self.lossTypeCombo),
+                              ("train.lr", self.learningRateSpin),
+                              ("train.batch_size", self.batchSizeSpin),
+                              ("train.steps", self.trainStepsSpin),
+                              ("train.device", self.deviceCombo), ("train.seed", self.seedSpin)):
+            widget.setToolTip(FIELD_TIPS[field])
+            widget.setProperty("tip", FIELD_TIPS[field])
 
         self._fill_presets()
         self._fill_datasets()
@@ -159,23 +186,25 @@ class ExperimentPanel(QWidget):
         preset_form = self._group(layout, None)
         preset_form.addRow("Preset", self.presetCombo)
         data_form = self._group(layout, "Data")
-        self._row(data_form, "Data set", self.datasetCombo)
+        self._row(data_form, "train.dataset", self.datasetCombo)
         data_form.addRow("", self.classConditionalCheck)
         model_form = self._group(layout, "Model and diffusion")
-        self._row(model_form, "Model size", self.modelSizeCombo)
-        self._row(model_form, "Schedule", self.scheduleCombo)
-        self._row(model_form, "Steps T", self.timestepsSpin)
-        self._row(model_form, "Mean", self.meanTypeCombo)
-        self._row(model_form, "Variance", self.varianceTypeCombo)
-        self._row(model_form, "Loss", self.lossTypeCombo)
+        self._row(model_form, "model", self.modelSizeCombo)
+        self._row(model_form, "diffusion.schedule", self.scheduleCombo)
+        self._row(model_form, "diffusion.timesteps", self.timestepsSpin)
+        self._row(model_form, "diffusion.mean_type", self.meanTypeCombo)
+        self._row(model_form, "diffusion.variance_type", self.varianceTypeCombo)
+        self._row(model_form, "diffusion.loss_type", self.lossTypeCombo)
         train_form = self._group(layout, "Training")
-        self._row(train_form, "Learning rate", self.learningRateSpin)
-        self._row(train_form, "Batch size", self.batchSizeSpin)
-        self._row(train_form, "Train steps", self.trainStepsSpin)
-        self._row(train_form, "Device", self.deviceCombo)
-        self._row(train_form, "Seed", self.seedSpin)
+        self._row(train_form, "train.lr", self.learningRateSpin)
+        self._row(train_form, "train.batch_size", self.batchSizeSpin)
+        self._row(train_form, "train.steps", self.trainStepsSpin)
+        self._row(train_form, "train.device", self.deviceCombo)
+        self._row(train_form, "train.seed", self.seedSpin)
+        layout.addWidget(self.costWarning)
         layout.addWidget(self.configError)
         self.configError.hide()
+        self.costWarning.hide()
 
         self._field_widgets = {
             "train.dataset": self.datasetCombo, "train.image_size": self.datasetCombo,
@@ -211,8 +240,9 @@ class ExperimentPanel(QWidget):
         layout.addWidget(box)
         return form
 
-    def _row(self, form: QFormLayout, label: str, widget: QWidget) -> None:
-        form.addRow(label, widget)
+    def _row(self, form: QFormLayout, field: str, widget: QWidget) -> None:
+        """A row labelled as app.field_labels names `field`, with an error line below."""
+        form.addRow(FIELD_LABELS[field], widget)
         error = QLabel()
         error.setObjectName("fieldError")
         error.setWordWrap(True)
@@ -315,7 +345,7 @@ class ExperimentPanel(QWidget):
             if cfg.train.dataset in (FOLDER_ITEM, DRAW_ITEM):
                 raise ConfigError("train.dataset", cfg.train.dataset,
                                   "choose a data set, an image folder or draw points")
-            cfg.validate()
+            cfg.check_trainable()
         except ConfigError as exc:
             self.last_error = exc
             self._show_error(exc)
@@ -355,6 +385,12 @@ class ExperimentPanel(QWidget):
     @property
     def error_text(self) -> str:
         return self.configError.text()
+
+    def set_cost_warning(self, text: str) -> None:
+        """Show (or, with "", hide) the warning that the settings are far too big for their
+        device (app.advice.training_warning). It never disables Start."""
+        self.costWarning.setText(f"⚠ {text}" if text else "")
+        self.costWarning.setVisible(bool(text))
 
     # -- internals ---------------------------------------------------------------------
     def _select_dataset(self, name: str) -> None:
@@ -414,11 +450,12 @@ class ExperimentPanel(QWidget):
             self._forms[widget].setRowVisible(label, False)
             if widget.property("invalid"):
                 widget.setProperty("invalid", False)
+                widget.setToolTip(widget.property("tip"))
                 widget.style().unpolish(widget)
                 widget.style().polish(widget)
 
     def _show_error(self, exc: ConfigError) -> None:
-        self.configError.setText(f"⚠ {exc}")
+        self.configError.setText(f"⚠ {readable_error(exc)}")
         self.configError.show()
         widget = self._field_widgets.get(exc.field)
         if widget is None and exc.field.startswith("model."):
@@ -430,4 +467,4 @@ class ExperimentPanel(QWidget):
             widget.setProperty("invalid", True)
             widget.style().unpolish(widget)
             widget.style().polish(widget)
-            widget.setToolTip(str(exc))
+            widget.setToolTip(f"{readable_error(exc)}\n\n{widget.property('tip')}")

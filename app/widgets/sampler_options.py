@@ -1,13 +1,14 @@
 """A form field for a sampler option (core.samplers.OptionSpec), built from the option alone:
-a QDoubleSpinBox over [low, high] for kind "float", a QComboBox of its (value, label)
-choices for kind "choice"."""
+a CheckedDoubleSpinBox over [low, high] for kind "float" (a ScientificSpinBox for scale "log":
+tolerances spanning decades), a QComboBox of its (value, label) choices for kind "choice"."""
 
 from __future__ import annotations
 
 import math
 
-from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QWidget
+from PySide6.QtWidgets import QComboBox, QWidget
 
+from app.widgets.spinboxes import CheckedDoubleSpinBox, ScientificSpinBox, allow_typing_beyond
 from core.samplers import OptionSpec
 
 # the object names tests and screenshots already use; other options get a generic one
@@ -24,9 +25,13 @@ def option_widget(option: OptionSpec) -> QWidget:
         widget = QComboBox()
         for value, label in option.choices:
             widget.addItem(label, value)
+    elif getattr(option, "scale", "linear") == "log":
+        # values spanning decades (tolerances): %g text, the arrows step 1, 2, 5 per decade
+        widget = ScientificSpinBox()
+        allow_typing_beyond(widget, float(option.low), float(option.high))
     else:
-        widget = QDoubleSpinBox()
-        widget.setRange(float(option.low), float(option.high))
+        widget = CheckedDoubleSpinBox()   # a typed value out of range reaches validation
+        allow_typing_beyond(widget, float(option.low), float(option.high))
         widget.setSingleStep(float(option.step))
         if option.step > 0:  # enough decimals to show one step
             widget.setDecimals(max(2, math.ceil(-math.log10(option.step))))
