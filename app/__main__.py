@@ -56,13 +56,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def exit_now_if_closed_cleanly(window, code: int) -> int:
     """End the process with `code` at once when the window closed cleanly (settings written,
-    every worker thread ended): CPython's teardown of torch would add 1-3 s after the window
-    is gone (bench/close_exit_time.py). Otherwise, or with $DIFFUSION_EXPLORER_SLOW_EXIT=1,
-    return `code` for a normal exit."""
+    no checkpoint save in flight: MainWindow.closed_cleanly). A worker still in a long
+    training or sampling step is cut off there rather than waited for, and CPython's
+    teardown of torch (1-3 s after the window is gone, bench/close_exit_time.py) is
+    skipped. Otherwise, or with $DIFFUSION_EXPLORER_SLOW_EXIT=1, wait for every worker
+    thread to end and return `code` for a normal exit (never destroying a running thread)."""
     if window.closed_cleanly() and os.environ.get(SLOW_EXIT_ENV) != "1":
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
+    from app.workers import wait_for_detached_threads
+
+    wait_for_detached_threads()
     return code
 
 

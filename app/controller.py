@@ -11,53 +11,45 @@ from __future__ import annotations
 
 import copy
 import functools
-import os
 from collections.abc import Callable
 from dataclasses import replace
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
+from app import advice
 from app.analysis import compute_data_curves
+from app.checkpoints import CheckpointActions, drawn_key
 from app.errors import describe_error
 from app.jobs import JobRunner
 from app.sampling import SamplingController, analytic_variance_chosen
 from app.session import Session, model_signature
+from app.tasks import (
+    describe_model_task,
+    load_dataset_task,
+    trainer_cost_task,
+)
 from app.training import TrainingController
-from core.build import dataset_from_config, dataset_key, model_from_config, model_num_classes
+from app.widgets.status import device_texts
+from app.workers import shut_down
+from core.build import dataset_key
 from core.config import ConfigError, ExperimentConfig
 from core.data import DRAWN_DATASET
-from core.models import describe_model
 
 DATA_DEBOUNCE_MS = 150
 MODEL_DEBOUNCE_MS = 300
 # training settings that may change between Stop and Start without a new model
 CONTINUABLE_TRAIN_FIELDS = ("lr", "batch_size", "steps", "weight_decay", "warmup_steps",
                             "grad_clip", "log_every", "probe_every")
-ACTIVE_STATES = ("starting", "running", "paused")
+ACTIVE_STATES = ("starting", "running", "paused", "stopping")
 
 
-def load_dataset_task(cfg: ExperimentConfig):
-    """A job that loads the data set of `cfg` (core.build.dataset_from_config)."""
-    return lambda _progress, _should_stop: dataset_from_config(cfg)
+class ExperimentController(CheckpointActions, QObject):
+    """What the window's buttons and menus ask for, and what happens in return (saving and
+    opening checkpoints: app.checkpoints.CheckpointActions).
 
-
-def describe_model_task(cfg: ExperimentConfig, dataset):
-    """A job that builds the model of `cfg` for `dataset` and describes it layer by layer."""
-    def task(_progress, _should_stop):
-        model = model_from_config(cfg, dataset.shape, model_num_classes(cfg, dataset))
-        return describe_model(model, dataset.shape)
-    return task
-
-
-def drawn_key(dataset) -> tuple:
-    """The session's data-set key of drawn points: the data set object itself."""
-    return (DRAWN_DATASET, id(dataset))
-
-
-class ExperimentController(QObject):
-    """What the window's buttons and menus ask for, and what happens in return.
-
-    Signals: status(text, timeout_ms) for the status bar; error(message); errors_cleared();
+    Signals: status(text, timeout_ms) for the status bar; error(message); warning(message)
+    (a notice that blocks nothing: a run far too long for the device); errors_cleared();
+    cost_warning(text) for the settings form ("" when the settings fit the device);
     run_state_changed(state, can_start) whenever the Start/Pause/Stop state may have changed;
     progress(step, target); sampling_busy(bool); show_config(cfg, preset) asks the settings
     form to show a config (a loaded checkpoint's); drawn_points_ready(count); and, for
@@ -67,6 +59,8 @@ class ExperimentController(QObject):
 
     status = Signal(str, int)
     error = Signal(str)
+    warning = Signal(str)
+    cost_warning = Signal(str)
     errors_cleared = Signal()
     run_state_changed = Signal(str, bool)
     progress = Signal(int, int)
@@ -91,6 +85,8 @@ class ExperimentController(QObject):
         self._loading_key: tuple | None = None
         self._pending_params: dict = {}
         self._snapshot_pending = False  # an EMA snapshot for sampling is queued in the run
+        self._snapshot_cancelled = False  # ... and Cancel was pressed meanwhile
+        self.preset_names = _preset_names()
         self.session = Session(self)
         self.jobs = JobRunner(self)
         self.training = TrainingController(self.session, self)
@@ -110,6 +106,7 @@ class ExperimentController(QObject):
         self.sampling.finished.connect(self._on_sampling_finished)
         self.jobs.failed.connect(self.error)
         self.session.schedule_changed.connect(lambda _s: self._curves_timer.start())
+        self.session.trainer_changed.connect(self._estimate_sampling_cost)
 
     def _single_shot(self, ms: int, slot) -> QTimer:
         timer = QTimer(self)
@@ -215,9 +212,24 @@ class ExperimentController(QObject):
                          self._on_model_described, on_error=self._on_model_error,
                          action="Building the model", serial=True)
 
-    def _on_model_described(self, rows) -> None:
-        self.session.set_model_rows(rows)
+    def _on_model_described(self, description) -> None:
+        self.session.set_model_rows(description.rows)
+        self.session.set_cost(description.cost)
+        self.cost_warning.emit(self.training_cost_warning())
         self.model_described.emit()
+
+    def training_cost_warning(self) -> str:
+        """The settings form's warning when the shown settings are far too big for their
+        device ("" otherwise), from the estimate of the last model job (core.cost)."""
+        return advice.settings_warning(self.session, self.preset_names)
+
+    def _estimate_sampling_cost(self, trainer) -> None:
+        self.session.set_sampling_cost(None)
+        if all(hasattr(trainer, name) for name in ("config", "data_shape", "num_classes",
+                                                   "device")):
+            self.jobs.submit("sampling-cost", trainer_cost_task(trainer),
+                             self.session.set_sampling_cost, on_error=lambda _message: None,
+                             action="Estimating the sampling cost", serial=True)
 
     def _on_model_error(self, message: str) -> None:
         self.error.emit(message)
@@ -236,8 +248,7 @@ class ExperimentController(QObject):
         self.errors_cleared.emit()
         trainer = self.session.trainer
         if trainer is not None:
-            same = (model_signature(trainer.config) == model_signature(cfg)
-                    and self._same_device(trainer, cfg))
+            same = self._same_model(trainer, cfg)
             answer = "continue" if same else self.ask_model_change()
             if answer == "cancel":
                 return
@@ -247,13 +258,33 @@ class ExperimentController(QObject):
         self._start_fresh(cfg)
 
     @staticmethod
-    def _same_device(trainer, cfg) -> bool:
+    def _same_model(trainer, cfg) -> bool:
+        """The settings describe the trainer's model on the trainer's device."""
         from core.device import resolve_device
 
+        if model_signature(trainer.config) != model_signature(cfg):
+            return False
         try:
             return resolve_device(cfg.train.device) == trainer.device
         except ConfigError:
             return False
+
+    def start_text(self) -> tuple[str, str]:
+        """(button text, tooltip) saying what Start does now: a new run, continuing to the
+        target, another full run of `steps` after a finished one, or a new model."""
+        trainer, cfg = self.session.trainer, self.session.config
+        if trainer is None or self.training.is_active():
+            return "Start", "Train a new model with these settings"
+        if not self._same_model(trainer, cfg):
+            return "Start new…", ("These settings describe another model than the trained "
+                                  "one: Start asks whether to train a new model")
+        target = cfg.train.steps
+        if trainer.step < target:
+            return (f"Continue to {target:,}",
+                    f"Train the current model on from step {trainer.step:,} to {target:,}")
+        return (f"Train {target:,} more",
+                f"The run reached {trainer.step:,} steps: Start trains {target:,} more (to "
+                f"{trainer.step + target:,}); raise Train steps to stop at another step")
 
     def _start_fresh(self, cfg: ExperimentConfig) -> None:
         from core.training import Trainer
@@ -293,12 +324,23 @@ class ExperimentController(QObject):
             self.training.pause()
 
     def stop_training(self) -> None:
-        self.training.stop()
+        """End the run after the current step (never cut short); the controls say
+        "stopping after this step…" until it has ended."""
+        if self.training.is_active():
+            self.training.request_stop()
+            self.status.emit("Stopping after the current step…", 0)
+
+    def check_speed(self, seconds_per_step: float, steps: int) -> None:
+        """The first steps of a run were timed: warn when the run would take far too long."""
+        text = advice.measured_warning(self.session.trainer, seconds_per_step, steps,
+                                       self.preset_names)
+        if text:
+            self.warning.emit(text)
 
     @Slot(str)
     def _on_training_state(self, state: str) -> None:
         if state == "running":
-            self.status.emit("Training…", 0)
+            self.status.emit("Training… (the first step can take a while on a CPU)", 0)
         elif state == "paused":
             self.status.emit("Paused: the run keeps its state; Resume continues it.", 0)
         self.run_state_changed.emit(state, self.session.config_valid)
@@ -321,11 +363,13 @@ class ExperimentController(QObject):
         trainer = self.session.trainer
         if self.sampling.is_active() or self._snapshot_pending:
             return
+        self._warn_if_sampling_is_slow(params)
         if self.training.is_active():
             # also while the run is still starting: the worker serves the snapshot as soon
             # as its trainer exists
             self._pending_params = params
             self._snapshot_pending = True
+            self._snapshot_cancelled = False
             self.sampling_busy.emit(True)
             self.training.submit("snapshot", lambda tr: tr.ema_snapshot())
             return
@@ -334,6 +378,11 @@ class ExperimentController(QObject):
                             "or open a checkpoint.")
             return
         self._start_sampling(trainer, trainer.ema_snapshot(), params)
+
+    def _warn_if_sampling_is_slow(self, params: dict) -> None:
+        text = advice.request_warning(self.session, params)
+        if text:
+            self.status.emit(text, 15000)
 
     def _start_sampling(self, trainer, model, params: dict) -> None:
         self.status.emit("Sampling…", 0)
@@ -355,7 +404,10 @@ class ExperimentController(QObject):
     def _on_training_task_done(self, tag: str, result, message: str) -> None:
         if tag == "snapshot":
             self._snapshot_pending = False
-            if message:
+            if self._snapshot_cancelled:
+                self.sampling_busy.emit(False)
+                self._on_sampling_finished("stopped")
+            elif message:
                 self.sampling_busy.emit(False)
                 self.error.emit(message)
             elif self.session.trainer is not None:
@@ -364,7 +416,12 @@ class ExperimentController(QObject):
             self._on_checkpoint_saved(tag[len("save:"):], message)
 
     def cancel_sampling(self) -> None:
-        self.sampling.cancel()
+        """Cancel after the current sampling step (a step is never cut short)."""
+        if self._snapshot_pending:
+            self._snapshot_cancelled = True
+        elif self.sampling.is_active():
+            self.sampling.cancel()
+            self.status.emit("Cancelling after the current sampling step…", 0)
 
     @Slot(str)
     def _on_sampling_finished(self, status: str) -> None:
@@ -376,106 +433,37 @@ class ExperimentController(QObject):
             self.status.emit("Sampling cancelled.", 5000)
         self.sampling_finished.emit(status)
 
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, path: str) -> None:
-        """Save the current trainer (between steps if a run is active)."""
-        from core.checkpoint import save_checkpoint
-
-        trainer = self.session.trainer
-        if trainer is None:
-            self.error.emit("There is nothing to save yet: train a model or open a checkpoint.")
-            return
-        if self.training.is_active():
-            self.training.submit(f"save:{path}", lambda tr: save_checkpoint(path, tr))
-            return
-        self.jobs.submit("save", lambda _p, _s: save_checkpoint(path, trainer),
-                         lambda _r: self._on_checkpoint_saved(path, ""),
-                         on_error=lambda message: self._on_checkpoint_saved(path, message),
-                         action="Saving the checkpoint")
-
-    def _on_checkpoint_saved(self, path: str, message: str) -> None:
-        if message:
-            self.error.emit(message)
-            return
-        self.status.emit(f"Saved {path}", 8000)
-        self.checkpoint_saved.emit(path)
-
-    def load_checkpoint(self, path: str) -> None:
-        """Load in the background; on success the settings, curves and weights are replaced,
-        on failure an error is shown and nothing changes."""
-        if self.training.is_active():
-            self.error.emit("Stop training before opening a checkpoint.")
-            return
-        from core.checkpoint import trainer_from_checkpoint
-
-        drawn = self.drawn_dataset
-
-        def task(_progress, _should_stop):
-            try:
-                return trainer_from_checkpoint(path)
-            except Exception:
-                if drawn is None:
-                    raise
-                return trainer_from_checkpoint(path, dataset=drawn)
-
-        self.status.emit(f"Opening {path}…", 0)
-        self.jobs.submit("checkpoint", task, functools.partial(self._on_checkpoint_loaded, path),
-                         on_error=self.error.emit, action=f"Opening {os.path.basename(path)}")
-
-    def _on_checkpoint_loaded(self, path: str, trainer) -> None:
-        if self.training.is_active():
-            self.error.emit("The checkpoint was read, but a run started meanwhile; open it "
-                            "again after stopping.")
-            return
-        self.session.set_trajectory(None)
-        self.show_config.emit(copy.deepcopy(trainer.config), None)
-        dataset = getattr(trainer, "dataset", None)
-        if dataset is not None:
-            key = (dataset_key(trainer.config) if trainer.config.train.dataset != DRAWN_DATASET
-                   else drawn_key(dataset))
-            self.session.set_dataset(dataset, key)
-        self.session.set_trainer(trainer)
-        self.session.set_state("stopped")
-        self.progress.emit(trainer.step, max(trainer.step, trainer.config.train.steps))
-        self._emit_run_state()
-        self.errors_cleared.emit()
-        self.status.emit(f"Opened {path} at step {trainer.step:,}.", 10000)
-        self.checkpoint_loaded.emit(path)
-
     # ------------------------------------------------------------------ status and shutdown
     def device_status(self) -> tuple[str, str]:
-        """(device, memory) texts for the status bar: the trainer's device, else the one
-        the settings name; GPU memory in use on CUDA, else ""."""
-        import torch
-
-        trainer = self.session.trainer
-        if trainer is not None:
-            device = trainer.device
-        else:
-            from core.device import resolve_device
-
-            try:
-                device = resolve_device(self.session.config.train.device)
-            except ConfigError:
-                device = torch.device("cpu")
-        if device.type != "cuda":
-            return f"Device: {device.type}", ""
-        allocated = torch.cuda.memory_allocated(device) / 2**20
-        reserved = torch.cuda.memory_reserved(device) / 2**20
-        total = torch.cuda.get_device_properties(device).total_memory / 2**20
-        return (f"Device: cuda ({torch.cuda.get_device_name(device)})",
-                f"GPU memory {allocated:,.0f} MiB used · {reserved:,.0f} reserved / "
-                f"{total:,.0f} MiB")
+        """(device, memory) texts for the status bar (app.widgets.status.device_texts)."""
+        return device_texts(self.session.trainer, self.session.config.train.device)
 
     def shutdown(self, wait_ms: int = -1) -> None:
-        """Stop every worker and wait for its thread; nothing new starts afterwards."""
+        """Stop every worker; nothing new starts afterwards. A thread carrying a checkpoint
+        save (being written, or queued behind a training step) is waited for without limit,
+        so nothing is lost; the other threads get `wait_ms` in all (-1: no limit) to end
+        after their current step, and any still in a long step then finishes on its own,
+        detached from the window (app.workers.WorkerThread.detach)."""
         for timer in (self._data_timer, self._model_timer, self._curves_timer):
             timer.stop()
-        self.jobs.stop_all(wait_ms)
-        self.training.close(wait_ms)
-        self.sampling.close(wait_ms)
+        shut_down(self.jobs.close() + self.training.close() + self.sampling.close(), wait_ms)
+
+    def _threads(self) -> list:
+        return self.jobs.threads() + self.training.threads() + self.sampling.threads()
+
+    def saves_in_flight(self) -> bool:
+        """A checkpoint save is being written or is queued (a fast exit would cut it off)."""
+        return any(thread.must_finish() for thread in self._threads())
 
     def threads_ended(self) -> bool:
         """No worker thread (job, training, sampling) is still running."""
-        return (not self.jobs.any_thread_running() and not self.training.thread_running()
-                and not self.sampling.thread_running())
+        return not any(thread.is_running() for thread in self._threads())
+
+
+def _preset_names() -> list[str]:
+    try:
+        from core.presets import list_presets
+
+        return list(list_presets())
+    except (ImportError, OSError):
+        return []

@@ -67,6 +67,10 @@ class JobRunner(QObject):
         return (any(name is None or job.name == name for job in self._jobs)
                 or (name in self._pending if name is not None else bool(self._pending)))
 
+    def threads(self) -> list[WorkerThread]:
+        """The jobs' threads (for the window's shutdown)."""
+        return [job.thread for job in self._jobs if job.thread is not None]
+
     def any_thread_running(self) -> bool:
         """A job's thread has not ended yet (used before a fast process exit)."""
         return any(job.thread is not None and job.thread.is_running() for job in self._jobs)
@@ -77,11 +81,13 @@ class JobRunner(QObject):
 
     def submit(self, name: str, fn: Callable, on_result: Callable[[Any], None],
                on_error: Callable[[str], None] | None = None, action: str = "",
-               serial: bool = False) -> None:
+               serial: bool = False, must_finish: bool = False,
+               path: str | None = None) -> None:
         """Start `fn(progress, should_stop)`; an older job of the same name is told to stop
         and its result, if any, is ignored. With serial=True, while that job is still
-        ending this request waits (replacing any request already waiting). Ignored after
-        `stop_all()`."""
+        ending this request waits (replacing any request already waiting). must_finish: the
+        app's exit waits for it (a checkpoint save); path: the file it reads or writes,
+        named in its error messages. Ignored after `close()`."""
         if self.closed:
             return
         generation = self.generation(name) + 1
@@ -91,14 +97,15 @@ class JobRunner(QObject):
             if job.thread is not None:
                 job.thread.stop()
         if running and serial:
-            self._pending[name] = (generation, fn, on_result, on_error, action)
+            self._pending[name] = (generation, fn, on_result, on_error, action, must_finish,
+                                   path)
             return
-        self._start(name, generation, fn, on_result, on_error, action)
+        self._start(name, generation, fn, on_result, on_error, action, must_finish, path)
 
     def _start(self, name: str, generation: int, fn: Callable, on_result, on_error,
-               action: str) -> None:
+               action: str, must_finish: bool = False, path: str | None = None) -> None:
         job = _Job(self, name, generation, on_result, on_error)
-        worker = TaskWorker(fn, action=action)
+        worker = TaskWorker(fn, action=action, must_finish=must_finish, path=path)
         worker.result.connect(job.result)
         worker.failed.connect(job.failed)
         job.thread = WorkerThread(worker, self.parent())
@@ -122,11 +129,12 @@ class JobRunner(QObject):
         elif not self._jobs:
             self.busy_changed.emit(False)
 
-    def stop_all(self, wait_ms: int = -1) -> None:
-        """Stop every job and wait for its thread; no new job starts afterwards (used when
-        the window closes)."""
+    def close(self) -> list[WorkerThread]:
+        """Window closing: ask every job to stop, start no new one; returns the threads
+        still running, for the caller to wait on (ExperimentController.shutdown)."""
         self.closed = True
         self._pending.clear()
-        for job in list(self._jobs):
-            if job.thread is not None:
-                job.thread.stop(wait_ms)
+        threads = [job.thread for job in self._jobs if job.thread is not None]
+        for thread in threads:
+            thread.request_stop()
+        return threads

@@ -8,14 +8,12 @@ error_shown(message), dataset_ready(name), model_described().
 
 from __future__ import annotations
 
-import functools
-
 from PySide6.QtCore import QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractButton, QMainWindow, QTabWidget, QVBoxLayout, QWidget
 
 from app import APPLICATION
 from app.controller import ACTIVE_STATES, ExperimentController
+from app.menus import build_menus
 from app.panels.controls import TrainControls
 from app.panels.entropy import EntropyPanel
 from app.panels.experiment import ExperimentPanel
@@ -36,11 +34,21 @@ from app.widgets import dialogs
 from app.widgets.banner import MessageBanner
 from app.widgets.dock import scrolling_dock
 from app.widgets.plots import export_csv, export_png
-from app.widgets.recent_menu import RecentFiles
 from app.widgets.status import DeviceStatus
 
 DEFAULT_PRESET = "toy-2d"
-CLOSE_WAIT_MS = -1  # wait for the current step: a thread destroyed while running aborts
+# Closing waits this long for the workers to end after their current step; a thread still in
+# a long step then ends on its own, detached (a checkpoint save is always waited for).
+CLOSE_WAIT_MS = 1000
+TAB_TIPS = {
+    "Loss": "Training curves: the loss, its parts and the gradient norm, per step",
+    "Schedule": "The noise schedule βₜ, β̃ₜ, ᾱₜ and the SNR, with the learned variance",
+    "Entropy": "Entropy of the reverse step between its bounds, and the entropy of xₜ",
+    "VLB terms": "The variational bound's terms Lₜ per timestep, from the training probes",
+    "Trajectories": "Sample from the model and scrub through the reverse process",
+    "Forward process": "Data noised by q(xₜ | x₀) at the timestep on the slider",
+    "Model": "The network's modules with their parameter counts and output shapes",
+}
 # the controller's signals the window re-emits as its own (tests wait on them)
 RELAYED_SIGNALS = ("training_finished", "sampling_finished", "checkpoint_loaded",
                    "checkpoint_saved", "dataset_ready", "model_described")
@@ -101,6 +109,7 @@ class MainWindow(QMainWindow):
                              (self.forward_panel, "Forward process"),
                              (self.model_panel, "Model")):
             self.tabs.addTab(panel, title)
+            self.tabs.setTabToolTip(self.tabs.count() - 1, TAB_TIPS[title])
         self.banner = MessageBanner()
         central = QWidget()
         layout = QVBoxLayout(central)
@@ -114,43 +123,13 @@ class MainWindow(QMainWindow):
         self.experiment_dock = scrolling_dock("Experiment", "experimentDock", self.experiment,
                                               self.controls, self, side_name="experimentSide")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.experiment_dock)
-
-    def _action(self, text: str, slot, shortcut=None) -> QAction:
-        action = QAction(text, self)
-        if shortcut is not None:
-            action.setShortcut(shortcut)
-        action.triggered.connect(slot)
-        return action
+        for button in self.experiment_dock.findChildren(QAbstractButton):
+            if button.objectName() == "qt_dockwidget_floatbutton":
+                button.setToolTip("Float the settings in their own window (double-click its "
+                                  "title to dock it again)")
 
     def _build_menus(self) -> None:
-        keys = QKeySequence.StandardKey
-        menu = self.menuBar().addMenu("&File")
-        self.action_save = self._action("&Save checkpoint…", self._save_checkpoint_dialog,
-                                        keys.Save)
-        self.action_load = self._action("&Open checkpoint…", self._load_checkpoint_dialog,
-                                        keys.Open)
-        menu.addAction(self.action_load)
-        self.recent_menu = menu.addMenu("Open &recent")
-        self.recent_menu.setObjectName("recentMenu")
-        self.recent_files = RecentFiles(self.recent_menu, self.settings, self.load_checkpoint)
-        menu.addAction(self.action_save)
-        menu.addSeparator()
-        menu.addAction(self._action("Export current tab as &PNG…", functools.partial(
-            self._export_dialog, "Export as PNG", "png", "PNG images (*.png)",
-            self.export_current_png)))
-        menu.addAction(self._action("Export current tab's curves as &CSV…", functools.partial(
-            self._export_dialog, "Export curves as CSV", "csv", "CSV files (*.csv)",
-            self.export_current_csv)))
-        menu.addSeparator()
-        menu.addAction(self._action("&Quit", self.close, keys.Quit))
-
-        view = self.menuBar().addMenu("&View")
-        view.addAction(self.experiment_dock.toggleViewAction())
-        for index in range(self.tabs.count()):
-            view.addAction(self._action(self.tabs.tabText(index),
-                                        functools.partial(self.tabs.setCurrentIndex, index),
-                                        QKeySequence(f"Ctrl+{index + 1}")))
-        self.menuBar().addMenu("&Help").addAction(self._action("&About", self._about))
+        build_menus(self)
 
     def _build_status_bar(self) -> None:
         self.statusBar().setObjectName("statusBar")
@@ -166,12 +145,15 @@ class MainWindow(QMainWindow):
         self.controls.start_clicked.connect(self.start_training)
         self.controls.pause_clicked.connect(self.toggle_pause)
         self.controls.stop_clicked.connect(self.stop_training)
+        self.controls.speed_measured.connect(control.check_speed)
         self.trajectory_panel.sample_requested.connect(self.sample)
         self.trajectory_panel.cancel_requested.connect(self.cancel_sampling)
         self.trajectory_panel.error.connect(self.show_error)
         self.trajectory_panel.message.connect(self._status_message)
         control.status.connect(self.statusBar().showMessage)
         control.error.connect(self.show_error)
+        control.warning.connect(self.show_warning)
+        control.cost_warning.connect(self.experiment.set_cost_warning)
         control.errors_cleared.connect(self.banner.clear)
         control.run_state_changed.connect(self._on_run_state)
         control.progress.connect(self.controls.set_progress)
@@ -246,6 +228,7 @@ class MainWindow(QMainWindow):
         self.experiment.set_editable(not active)
         self.action_load.setEnabled(not active)
         self.controls.set_state(state, can_start=can_start)
+        self.controls.set_start_text(*self.controller.start_text())
         self.device_status.update()
 
     # ------------------------------------------------------------------ dialogs
@@ -315,24 +298,27 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(message.splitlines()[0][:200], 15000)
         self.error_shown.emit(message)
 
+    def show_warning(self, message: str) -> None:
+        """A notice above the panels that blocks nothing (e.g. a run far too long)."""
+        self.banner.show_message(message, "warning")
+        self.statusBar().showMessage(message.splitlines()[0][:200], 15000)
+
     def _status_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
 
-    def _about(self) -> None:
-        QMessageBox.about(self, APPLICATION,
-                          "Diffusion Explorer: train DDPM / improved-DDPM models and watch the "
-                          "schedule, the entropy bounds and the sampling trajectories live.")
-
     # ------------------------------------------------------------------ shutdown
     def shutdown(self, wait_ms: int = CLOSE_WAIT_MS) -> None:
-        """Stop every worker and wait for its thread; nothing new starts afterwards."""
+        """Stop every worker (app.controller.ExperimentController.shutdown): a checkpoint
+        save is finished, other threads get wait_ms to end; nothing new starts afterwards."""
         self.device_status.timer.stop()
         self.controller.shutdown(wait_ms)
 
     def closed_cleanly(self) -> bool:
-        """The window closed, its settings were written and every worker thread has ended:
-        nothing is left that a fast process exit (os._exit) could cut short."""
-        return self._closing and self._settings_saved and self.controller.threads_ended()
+        """The window closed, its settings were written and no checkpoint save is in
+        flight: nothing is left that a fast process exit (os._exit) could cut short. A
+        training, sampling or analysis thread still in a long step holds nothing a user
+        would lose."""
+        return self._closing and self._settings_saved and not self.controller.saves_in_flight()
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if not self._closing:

@@ -57,6 +57,10 @@ class SamplingController(QObject):
     def is_active(self) -> bool:
         return self._thread is not None
 
+    def threads(self) -> list[WorkerThread]:
+        """The worker thread, if there is one (for the window's shutdown)."""
+        return [] if self._thread is None else [self._thread]
+
     def thread_running(self) -> bool:
         """The worker thread has not ended yet."""
         return self._thread is not None and self._thread.is_running()
@@ -95,10 +99,14 @@ class SamplingController(QObject):
         self.busy_changed.emit(True)
         self._thread.start()
 
-    def close(self, wait_ms: int = -1) -> None:
-        """Cancel, wait for the thread, refuse new work (window closing)."""
+    def close(self) -> list[WorkerThread]:
+        """Window closing: cancel, refuse new work; returns the thread still running, for
+        the caller to wait on (app.controller.ExperimentController.shutdown)."""
         self.closed = True
-        self.cancel(wait_ms)
+        if self._thread is None:
+            return []
+        self._thread.request_stop()
+        return [self._thread]
 
     def cancel(self, wait_ms: int | None = None) -> bool:
         if self._thread is None:

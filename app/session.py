@@ -41,10 +41,12 @@ class Session(QObject):
       metrics_appended(int)             rows were added to `history`
       probe_added(dict)                 one probe dict (numpy arrays), see Trainer.probe
       trajectory_changed(Trajectory)
-      state_changed(str)                "idle" | "running" | "paused" | "stopped" |
-                                        "finished" | "failed"
+      state_changed(str)                "idle" | "starting" | "running" | "paused" |
+                                        "stopping" | "stopped" | "finished" | "failed"
       model_described(list)             rows of core.models.describe_model
       data_curves_changed(dict | None)  entropy curves of the data (app.analysis)
+      cost_changed(CostEstimate | None) what the shown settings cost (core.cost)
+      sampling_cost_changed(...)        what sampling from the trained model costs
     """
 
     config_changed = Signal(object)
@@ -58,6 +60,8 @@ class Session(QObject):
     state_changed = Signal(str)
     model_described = Signal(object)
     data_curves_changed = Signal(object)
+    cost_changed = Signal(object)
+    sampling_cost_changed = Signal(object)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -73,6 +77,8 @@ class Session(QObject):
         self.state = "idle"
         self.model_rows: list = []
         self.data_curves: dict | None = None
+        self.cost: Any = None            # core.cost.CostEstimate of the shown settings
+        self.sampling_cost: Any = None   # ... of the trained model (for sampling)
 
     # -- settings --------------------------------------------------------------------
     def set_config(self, config: ExperimentConfig) -> None:
@@ -141,6 +147,24 @@ class Session(QObject):
     def set_data_curves(self, curves: dict | None) -> None:
         self.data_curves = curves
         self.data_curves_changed.emit(curves)
+
+    def set_cost(self, cost: Any) -> None:
+        self.cost = cost
+        self.cost_changed.emit(cost)
+
+    def set_sampling_cost(self, cost: Any) -> None:
+        self.sampling_cost = cost
+        self.sampling_cost_changed.emit(cost)
+
+    def data_kind(self) -> str | None:
+        """The kind ("image" or "vector") of the trained model's data, else of the loaded
+        data set; None when neither exists. Units of likelihoods follow it
+        (core.options.nll_unit)."""
+        for owner in (self.trainer, self):
+            dataset = getattr(owner, "dataset", None)
+            if dataset is not None:
+                return dataset.kind
+        return None
 
     @property
     def training_config(self) -> ExperimentConfig | None:

@@ -17,7 +17,7 @@ class TrainingController(QObject):
     """Owns the training thread. `start()` runs `steps` more steps of a new or existing
     trainer; the session receives the trainer, the metric rows and the probes."""
 
-    state_changed = Signal(str)   # "starting" | "running" | "paused" | final status
+    state_changed = Signal(str)   # "starting" | "running" | "paused" | "stopping" | final status
     progress = Signal(int, int)   # step, target step
     finished = Signal(str)        # "finished" | "stopped" | "failed"
     failed = Signal(str)          # readable message
@@ -37,6 +37,10 @@ class TrainingController(QObject):
     def is_active(self) -> bool:
         """A run is starting, running or paused (the trainer belongs to the worker)."""
         return self._thread is not None
+
+    def threads(self) -> list[WorkerThread]:
+        """The worker thread, if there is one (for the window's shutdown)."""
+        return [] if self._thread is None else [self._thread]
 
     def thread_running(self) -> bool:
         """The worker thread has not ended yet."""
@@ -90,16 +94,30 @@ class TrainingController(QObject):
             return True
         return self._thread.stop(wait_ms)
 
-    def close(self, wait_ms: int = -1) -> None:
-        """Stop the run, wait for its thread, and refuse new runs (window closing)."""
-        self.closed = True
-        self.stop(wait_ms)
+    def request_stop(self) -> None:
+        """Stop after the current step; the state says "stopping" until the run has ended
+        (a step is never cut short, and nothing new starts after it)."""
+        if self._thread is None:
+            return
+        self._thread.stop()
+        if self.state in ("starting", "running", "paused"):
+            self._set_state("stopping")
 
-    def submit(self, tag: str, fn: Callable[[Any], Any]) -> bool:
-        """Queue fn(trainer) between steps of the active run; False if no run is active."""
+    def close(self) -> list[WorkerThread]:
+        """Window closing: ask the run to stop, refuse new runs; returns the thread still
+        running, for the caller to wait on (app.controller.ExperimentController.shutdown)."""
+        self.closed = True
+        if self._thread is None:
+            return []
+        self._thread.request_stop()
+        return [self._thread]
+
+    def submit(self, tag: str, fn: Callable[[Any], Any], must_finish: bool = False) -> bool:
+        """Queue fn(trainer) between steps of the active run; False if no run is active.
+        must_finish: the app's exit waits for it (a checkpoint save)."""
         if self._worker is None:
             return False
-        self._worker.submit(tag, fn)
+        self._worker.submit(tag, fn, must_finish=must_finish)
         return True
 
     # -- worker signals (queued into the GUI thread) ---------------------------------------
@@ -113,7 +131,7 @@ class TrainingController(QObject):
         if trainer is not self.session.trainer:
             # a new trainer's history is empty; its rows arrive through `metrics`
             self.session.set_trainer(trainer, copy_history=False)
-        if self.state == "starting":
+        if self.state == "starting":       # not after Stop: "stopping" stays
             self._set_state("paused" if self.paused else "running")
 
     @Slot(object)

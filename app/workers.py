@@ -11,7 +11,7 @@ lambdas, and never `qtbot.waitSignal` on them.
 
 from __future__ import annotations
 
-import os
+import atexit
 import queue
 import threading
 import time
@@ -24,10 +24,12 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.errors import describe_error, is_out_of_memory, release_cached_gpu_memory
 from app.history import rows_to_columns
+from core.device import default_threads
 
 DEFAULT_EMIT_HZ = 20.0
-# One intra-op torch thread on small CPUs (QT-NOTES section 4); leave bigger machines alone.
-DEFAULT_TORCH_THREADS = 1 if (os.cpu_count() or 1) <= 4 else None
+# One intra-op torch thread on small CPUs (QT-NOTES section 4): core.device's rule, which the
+# CLI follows too. Set in each worker thread (OpenMP keeps the count per thread).
+DEFAULT_TORCH_THREADS = default_threads()
 
 
 def numpy_copy(value: Any) -> Any:
@@ -81,6 +83,8 @@ class TrainWorker(QObject):
         self._resume = threading.Event()
         self._resume.set()
         self._tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self._must_finish = 0            # queued or running tasks that must not be cut short
+        self._must_finish_lock = threading.Lock()
         self._parked = threading.Event()  # set while the worker waits in a pause
         self._pending_rows: list[dict] = []
         self._last_emit = 0.0
@@ -107,9 +111,18 @@ class TrainWorker(QObject):
         """True once a pause has taken effect: the worker waits between two steps."""
         return self._parked.is_set()
 
-    def submit(self, tag: str, fn: Callable[[Any], Any]) -> None:
-        """Run fn(trainer) in the worker thread between two steps (thread-safe)."""
-        self._tasks.put((tag, fn))
+    def submit(self, tag: str, fn: Callable[[Any], Any], must_finish: bool = False) -> None:
+        """Run fn(trainer) in the worker thread between two steps (thread-safe). A task that
+        must finish (a checkpoint save) holds the app's exit until it has run."""
+        if must_finish:
+            with self._must_finish_lock:
+                self._must_finish += 1
+        self._tasks.put((tag, fn, must_finish))
+
+    def must_finish(self) -> bool:
+        """A task that must not be cut short is queued or running (thread-safe)."""
+        with self._must_finish_lock:
+            return self._must_finish > 0
 
     # -- worker thread ------------------------------------------------------------
     @Slot()
@@ -159,7 +172,7 @@ class TrainWorker(QObject):
     def _serve_tasks(self) -> None:
         while True:
             try:
-                tag, fn = self._tasks.get_nowait()
+                tag, fn, must_finish = self._tasks.get_nowait()
             except queue.Empty:
                 return
             try:
@@ -168,6 +181,10 @@ class TrainWorker(QObject):
                 result, message = fn(self.trainer), ""
             except Exception as exc:  # noqa: BLE001
                 result, message = None, describe_error(exc)
+            finally:
+                if must_finish:
+                    with self._must_finish_lock:
+                        self._must_finish -= 1
             self.task_done.emit(tag, result, message)
 
     def _should_stop(self) -> bool:
@@ -200,10 +217,15 @@ class TaskWorker(QObject):
 
     def __init__(self, task: Callable[[Callable[[int, int], None], Callable[[], bool]], Any],
                  action: str = "", emit_hz: float = DEFAULT_EMIT_HZ,
-                 torch_threads: int | None = DEFAULT_TORCH_THREADS):
+                 torch_threads: int | None = DEFAULT_TORCH_THREADS, must_finish: bool = False,
+                 path: str | None = None):
         super().__init__()
         self._task = task
         self._action = action
+        self._path = path                # the file the task reads or writes, for messages
+        self._must_finish = threading.Event()
+        if must_finish:
+            self._must_finish.set()
         self._emit_interval = 1.0 / emit_hz
         self._torch_threads = torch_threads
         self._stop = threading.Event()
@@ -211,6 +233,10 @@ class TaskWorker(QObject):
 
     def stop(self) -> None:
         self._stop.set()
+
+    def must_finish(self) -> bool:
+        """The task must not be cut short (a checkpoint save) and has not ended yet."""
+        return self._must_finish.is_set()
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
@@ -240,16 +266,60 @@ class TaskWorker(QObject):
                 traceback.print_exc()
                 if is_out_of_memory(exc):
                     release_cached_gpu_memory()
-                self.failed.emit(describe_error(exc, self._action))
+                self.failed.emit(describe_error(exc, self._action, self._path))
             status = "stopped" if self._stop.is_set() else "failed"
         finally:
+            self._must_finish.clear()
             self.finished.emit(status)
+
+
+# Threads whose owner closed while they were still in a step (WorkerThread.detach): kept
+# referenced until they end, so Qt never destroys a running thread.
+_DETACHED: set[WorkerThread] = set()
+
+
+def detached_threads() -> int:
+    """How many detached worker threads are still running."""
+    return sum(thread.is_running() for thread in list(_DETACHED))
+
+
+def wait_for_detached_threads(wait_ms: int = -1) -> bool:
+    """Wait for every detached worker thread to end (-1: no limit); True if all have. Runs
+    at interpreter exit too, so a normal (slow) exit never destroys a running thread."""
+    deadline = None if wait_ms < 0 else time.monotonic() + wait_ms / 1000
+    for thread in list(_DETACHED):
+        left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        if not thread.wait(left):
+            return False
+    return True
+
+
+atexit.register(wait_for_detached_threads)
+
+
+def shut_down(threads: list[WorkerThread], wait_ms: int = -1) -> None:
+    """End `threads`, already asked to stop (request_stop): wait without limit for those
+    that must finish (a checkpoint save), give the others `wait_ms` in all (-1: no limit),
+    and detach any still in a long step so it ends on its own."""
+    for thread in threads:
+        if thread.must_finish():
+            thread.wait(-1)
+    deadline = None if wait_ms < 0 else time.monotonic() + wait_ms / 1000
+    for thread in threads:
+        left = -1 if deadline is None else max(0, int((deadline - time.monotonic()) * 1000))
+        thread.wait(left)
+    for thread in threads:
+        thread.detach()
 
 
 class WorkerThread(QObject):
     """Owns one worker and the QThread it runs in (parented, so never collected early).
 
     `done` is emitted in the GUI thread once the thread has ended and the worker is released.
+    Closing: `request_stop()` asks the worker to stop after its current step and the thread
+    to end right after (without the GUI's event loop); `wait(ms)`; `must_finish()` says
+    whether it carries work that must not be cut short (a checkpoint save); `detach()` lets
+    a thread still in a long step outlive the window that owned it.
     """
 
     done = Signal(str)
@@ -269,17 +339,51 @@ class WorkerThread(QObject):
     def is_running(self) -> bool:
         return self.thread is not None and self.thread.isRunning()
 
+    def request_stop(self) -> None:
+        """Ask the worker to stop between steps, and the thread to end when it returns."""
+        if self.worker is not None and hasattr(self.worker, "stop"):
+            self.worker.stop()
+        if self.thread is not None:
+            # quit() before the worker returns makes the thread's event loop exit at once
+            self.thread.quit()
+
+    def wait(self, wait_ms: int = -1) -> bool:
+        """Wait for the thread to end (-1: no limit); True if it has."""
+        thread = self.thread
+        if thread is None:
+            return True
+        return thread.wait() if wait_ms < 0 else thread.wait(max(0, int(wait_ms)))
+
+    def must_finish(self) -> bool:
+        """The worker carries work that must not be cut short (see TaskWorker, TrainWorker)."""
+        worker = self.worker
+        return (self.is_running() and worker is not None and hasattr(worker, "must_finish")
+                and worker.must_finish())
+
     def stop(self, wait_ms: int | None = None) -> bool:
         """Ask the worker to stop; with wait_ms, also end the thread and wait (True if it
         ended)."""
-        if self.worker is not None and hasattr(self.worker, "stop"):
-            self.worker.stop()
-        if wait_ms is None or self.thread is None:
+        if wait_ms is None:
+            if self.worker is not None and hasattr(self.worker, "stop"):
+                self.worker.stop()
             return True
-        self.thread.quit()
-        if wait_ms < 0:
-            return self.thread.wait()
-        return self.thread.wait(wait_ms)
+        self.request_stop()
+        return self.wait(wait_ms)
+
+    def detach(self) -> None:
+        """Let a thread that is still running end on its own after its owner is gone: it
+        loses its parent (Qt will not destroy it with the window) and stays referenced here
+        until it ends. Call request_stop() first."""
+        if not self.is_running():
+            return
+        self.setParent(None)
+        self.thread.setParent(None)
+        _DETACHED.add(self)
+        self.done.connect(self._forget)
+
+    @Slot(str)
+    def _forget(self, _status: str) -> None:
+        _DETACHED.discard(self)
 
     @Slot(str)
     def _on_worker_finished(self, status: str) -> None:

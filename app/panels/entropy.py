@@ -45,6 +45,17 @@ class EntropyPanel(QWidget):
                                       "timestep t", "nats / dimension")
         self.deltaPlot = make_plot("entropyDeltaPlot", "Entropy produced per step",
                                    "timestep t", "Δ nats / dimension")
+        self.entropyPlot.setToolTip(
+            "Entropy per dimension of the reverse step: between Sohl-Dickstein et al.'s bounds "
+            "½log(2πe β̃ₜ) ≤ H(Xₜ₋₁|Xₜ) ≤ H(Xₜ|Xₜ₋₁) = ½log(2πe βₜ) (the upper one for data of "
+            "variance ≤ 1), the learned and Analytic-DPM variances' ½log(2πe Σ), the truth "
+            "for Gaussian mixtures")
+        self.positionPlot.setToolTip("Each entropy's position between the bounds: (H − lower) "
+                                     "/ (upper − lower); for a learned range this is E v")
+        self.marginalPlot.setToolTip("The entropy of xₜ itself, per dimension: exact for "
+                                     "Gaussian mixtures, else that of a Gaussian with the "
+                                     "data's covariance (an upper bound)")
+        self.deltaPlot.setToolTip("Entropy produced by one forward step: H(Xₜ) − H(Xₜ₋₁)")
         self.note = QLabel()
         self.note.setObjectName("entropyNote")
         self.note.setWordWrap(True)
@@ -221,6 +232,7 @@ class EntropyPanel(QWidget):
             self._note = text
         config = self.session.config
         hint = ("" if config is None or config.diffusion.learns_sigma else
-                f" The variance is fixed: choose “{VarType.LEARNED_RANGE.label}” to see a learned "
-                "variance's entropy; σ*² appears after the first probe of training either way.")
+                f" The variance is fixed: choose “{VarType.LEARNED_RANGE.label}” with the hybrid "
+                "or vlb loss to see a learned variance's entropy; σ*² appears after the first "
+                "probe of training either way.")
         self.note.setText(self._note + hint)

@@ -42,6 +42,8 @@ class ForwardPanel(QWidget):
 
         self.forwardView = pg.PlotWidget()
         self.forwardView.setObjectName("forwardView")
+        self.forwardView.setToolTip("q(xₜ | x₀): xₜ = √ᾱₜ x₀ + √(1 − ᾱₜ) ε with one fixed "
+                                    "noise draw ε ~ N(0, I) per example")
         self.plot = self.forwardView.getPlotItem()
         self.plot.setAspectLocked(True)
         self.plot.hideButtons()
@@ -53,6 +55,7 @@ class ForwardPanel(QWidget):
         self.forwardSlider = QSlider(Qt.Orientation.Horizontal)
         self.forwardSlider.setObjectName("forwardSlider")
         self.forwardSlider.setRange(0, 0)
+        self.forwardSlider.setToolTip("The timestep t the examples are noised to (0 ≤ t < T)")
         self.tLabel = QLabel("t = 0")
         self.tLabel.setObjectName("forwardLabel")
         self.tLabel.setMinimumWidth(260)
@@ -61,8 +64,11 @@ class ForwardPanel(QWidget):
         self.countSpin.setRange(1, 64)
         self.countSpin.setValue(16)
         self.countSpin.setPrefix("examples: ")
+        self.countSpin.setToolTip("How many image examples to show (2-D data show up to "
+                                  f"{MAX_POINTS:,} points)")
         self.pickButton = QPushButton("Pick other examples")
         self.pickButton.setObjectName("forwardPickButton")
+        self.pickButton.setToolTip("Pick other examples of the data set, with new noise")
         self.note = QLabel("Load a data set to see it diffuse.")
         self.note.setObjectName("forwardNote")
         self.note.setWordWrap(True)

@@ -39,6 +39,8 @@ class ModelPanel(QWidget):
         self.summary.setWordWrap(True)
         self.modelTree = QTreeWidget()
         self.modelTree.setObjectName("modelTree")
+        self.modelTree.setToolTip("The network's modules: type, trainable parameters and the "
+                                  "output shape for one example (hover a name for its path)")
         self.modelTree.setColumnCount(len(COLUMNS))
         self.modelTree.setHeaderLabels(COLUMNS)
         self.modelTree.setAlternatingRowColors(True)

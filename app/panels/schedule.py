@@ -44,6 +44,13 @@ class SchedulePanel(QWidget):
         self.ratioPlot = make_plot("scheduleRatioPlot", "β̃ₜ / βₜ and ᾱₜ", "timestep t", "")
         self.snrPlot = make_plot("snrPlot", "Signal-to-noise ratio ᾱₜ / (1 − ᾱₜ)",
                                  "timestep t", "SNR", log_y=True)
+        self.schedulePlot.setToolTip(
+            "Variances of the reverse step p(xₜ₋₁|xₜ): its bounds βₜ and β̃ₜ = (1 − ᾱₜ₋₁)/"
+            "(1 − ᾱₜ) βₜ, the learned Σθ = exp(v log βₜ + (1 − v) log β̃ₜ), Analytic-DPM's "
+            "σ*², and for Gaussian mixtures the true E Var q(xₜ₋₁|xₜ)")
+        self.ratioPlot.setToolTip("The same variances divided by βₜ (β̃ₜ/βₜ → 1 at large t), "
+                                  "and ᾱₜ = Πₛ≤ₜ (1 − βₛ), the signal kept in xₜ")
+        self.snrPlot.setToolTip("Signal-to-noise ratio of xₜ: SNR(t) = ᾱₜ / (1 − ᾱₜ)")
         self.note = QLabel()
         self.note.setObjectName("scheduleNote")
         self.note.setWordWrap(True)
@@ -150,8 +157,8 @@ class SchedulePanel(QWidget):
             self.note.setText("Σθ(t) appears between β̃ₜ and βₜ after the first probe of "
                               "training (every probe_every steps).")
         else:
-            self.note.setText("The variance is fixed; choose “learned range” to see the "
-                              "model's Σθ(t) between β̃ₜ and βₜ.")
+            self.note.setText("The variance is fixed; choose “learned range” with the hybrid "
+                              "or vlb loss to see the model's Σθ(t) between β̃ₜ and βₜ.")
 
     def _on_reset(self) -> None:
         self._clear_learned()

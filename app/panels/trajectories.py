@@ -1,17 +1,19 @@
 """Sampling trajectories: sampler settings and Sample/Cancel; the recorded x_t beside the
 predicted x0, as an image grid or as points over the faint true data; a slider that scrubs
 the recorded steps, play/pause, arrow keys, trails for 2-D points, GIF and PNG-strip export.
-The trajectory comes from core.generate.sample (run by the sampling controller)."""
+The trajectory comes from core.generate.sample (run by the sampling controller).
+
+The sample count defaults to app.advice.POINT_SAMPLES for 2-D points and IMAGE_SAMPLES for
+images, chosen when the data kind changes unless the user set a count; `sampleWarning` says
+when a request would take far too long on the model's device (app.advice, core.cost)."""
 
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageDraw
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QGridLayout,
     QHBoxLayout,
@@ -24,23 +26,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app import advice
 from app.sampling import analytic_variance_chosen
-from app.widgets.frame_view import FrameView, KeyStepper
-from app.widgets.images import qimage_to_array, tile_images
+from app.widgets.frame_view import FrameView, KeyStepper, points_range
+from app.widgets.images import tile_images
 from app.widgets.sampler_options import option_value, option_widget, set_option_value
-from app.widgets.spinboxes import limited_double_spin, limited_spin
+from app.widgets.shortcuts import CANCEL_SAMPLE_KEYS, SAMPLE_KEYS, shortcut_text
+from app.widgets.spinboxes import CheckedDoubleSpinBox, limited_double_spin, limited_spin
+from app.widgets.trajectory_export import export_gif, export_png_strip
 from core.config import SamplingConfig
 from core.samplers import DEFAULT_SAMPLER, all_options, get_sampler, samplers
 from core.samplers.base import ETA, VARIANCE
 
 TRAIL_FRAMES = 8
-MAX_TRAIL_POINTS = 150
+MAX_TRAIL_POINTS = 50       # more paths than this are a tangle
 MAX_BACKGROUND_POINTS = 3000
 PLAY_INTERVAL_MS = 40
-GIF_MAX_FRAMES = 80
-STRIP_FRAMES = 8
-GIF_MAX_SIDE = 720
-STRIP_SIDE = 320
 
 
 class TrajectoryPanel(QWidget):
@@ -57,6 +58,7 @@ class TrajectoryPanel(QWidget):
         self.session = session
         self.trajectory = None
         self._analytic_run = False  # the last request estimates sigma*^2 first
+        self._cancelling = False    # Cancel was pressed: the current step still ends
         self.frames_left: np.ndarray | None = None
         self.frames_right: np.ndarray | None = None
 
@@ -74,42 +76,76 @@ class TrajectoryPanel(QWidget):
         self.etaSpin = self.option_widgets.get(ETA.name)
         self.sampleStepsSpin = limited_spin("sampleStepsSpin", "sampling.steps")
         self.sampleStepsSpin.setValue(100)
-        self.sampleStepsSpin.setToolTip("Reverse steps (a respaced subsequence when below T)")
-        self.guidanceSpin = limited_double_spin(QDoubleSpinBox(), "sampling.guidance")
+        self.sampleStepsSpin.setToolTip(
+            "Reverse steps S: all T training steps, or an evenly respaced subsequence of "
+            "them when S < T (Nichol & Dhariwal 2021); the cost grows with S")
+        self.guidanceSpin = limited_double_spin(CheckedDoubleSpinBox(), "sampling.guidance")
         self.guidanceSpin.setObjectName("guidanceSpin")
         self.guidanceSpin.setSingleStep(0.5)
-        self.guidanceSpin.setToolTip("Classifier-free guidance scale (class-conditional models)")
+        self.guidanceSpin.setToolTip(
+            "Classifier-free guidance w (class-conditional models): ε̂ = (1 + w) εθ(xₜ, y) − "
+            "w εθ(xₜ, ∅); 0 samples the class without guidance")
         self.classCombo = QComboBox()
         self.classCombo.setObjectName("sampleClassCombo")
+        self.classCombo.setToolTip("The class y to sample (class-conditional models); "
+                                   "unconditional feeds the null class ∅")
         self.countSpin = limited_spin("sampleCountSpin", "sampling.n")
-        self.countSpin.setValue(500)
+        self.countSpin.setToolTip(
+            f"How many samples to draw at once ({advice.POINT_SAMPLES} for 2-D points and "
+            f"{advice.IMAGE_SAMPLES} for images unless you set a count); the time grows "
+            "with it")
+        self._count_user_set = False
+        self._count_kind: str | None = None
+        self._set_count(advice.POINT_SAMPLES)
+        self.countSpin.valueChanged.connect(self._on_count_edited)
         self.seedSpin = limited_spin("sampleSeedSpin", "sampling.seed")
+        self.seedSpin.setToolTip("Seed of the sampling noise (x_T and each step's noise): "
+                                 "the same seed gives the same samples")
         self.sampleButton = QPushButton("Sample")
         self.sampleButton.setObjectName("sampleButton")
+        self.sampleButton.setToolTip("Draw samples with the EMA weights, also while training "
+                                     f"runs ({shortcut_text(SAMPLE_KEYS)})")
         self.cancelButton = QPushButton("Cancel")
         self.cancelButton.setObjectName("cancelSampleButton")
+        self.cancelButton.setToolTip("Stop sampling after the current step; the steps so far "
+                                     f"are not shown ({shortcut_text(CANCEL_SAMPLE_KEYS)})")
         self.cancelButton.setEnabled(False)
         self.sampleProgress = QProgressBar()
         self.sampleProgress.setObjectName("sampleProgress")
         self.sampleProgress.setRange(0, 1)
         self.sampleProgress.setValue(0)
         self.sampleProgress.setFormat("%v / %m steps")
+        self.sampleProgress.setToolTip("Reverse steps done of the request")
+        self.sampleWarning = QLabel()
+        self.sampleWarning.setObjectName("sampleWarning")
+        self.sampleWarning.setWordWrap(True)
+        self.sampleWarning.setStyleSheet("QLabel#sampleWarning { color: #5c3d00; background: "
+                                         "#fff4db; padding: 2px 6px; }")
+        self.sampleWarning.setToolTip("An estimate from the network's FLOPs and a "
+                                      "conservative speed for its device (core.cost)")
+        self.sampleWarning.hide()
 
         self.trajectoryView = FrameView("trajectoryView", ("xₜ", "predicted x₀"))
         self.trajectorySlider = QSlider(Qt.Orientation.Horizontal)
         self.trajectorySlider.setObjectName("trajectorySlider")
         self.trajectorySlider.setRange(0, 0)
         self.trajectorySlider.setEnabled(False)
+        self.trajectorySlider.setToolTip("The recorded reverse steps: 0 is x_T (pure noise), "
+                                         "the last is the sample x₀ (←/→ step, Home/End jump)")
         self.play_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
         self.pause_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause)
         self.playButton = QPushButton(self.play_icon, "Play")
         self.playButton.setObjectName("playButton")
         self.playButton.setCheckable(True)
         self.playButton.setEnabled(False)
+        self.playButton.setToolTip("Play the recorded steps from x_T to x₀ (Space on the view)")
         self.frameLabel = QLabel("No trajectory yet: train a model, then press Sample.")
         self.frameLabel.setObjectName("frameLabel")
         self.trailsCheck = QCheckBox("trails")
         self.trailsCheck.setObjectName("trailsCheck")
+        self.trailsCheck.setToolTip(f"Each point's path over the last {TRAIL_FRAMES} recorded "
+                                    f"steps, for the first {MAX_TRAIL_POINTS} points (more are "
+                                    "a tangle)")
         self.gifButton = QPushButton("GIF…")
         self.gifButton.setObjectName("exportGifButton")
         self.gifButton.setToolTip("Export the trajectory as an animated GIF")
@@ -146,6 +182,7 @@ class TrajectoryPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(controls)
+        layout.addWidget(self.sampleWarning)
         layout.addWidget(self.trajectoryView, 1)
         layout.addLayout(scrub)
         layout.addWidget(self.frameLabel)
@@ -161,12 +198,15 @@ class TrajectoryPanel(QWidget):
         self.sampleButton.clicked.connect(self._request)
         self.gifButton.clicked.connect(self._export_gif_dialog)
         self.stripButton.clicked.connect(self._export_strip_dialog)
-        self.cancelButton.clicked.connect(self.cancel_requested)
+        self.cancelButton.clicked.connect(self._cancel)
         self.samplerCombo.currentIndexChanged.connect(self._sampler_changed)
         self.classCombo.currentIndexChanged.connect(self._class_changed)
         session.trajectory_changed.connect(self.show_trajectory)
         session.dataset_changed.connect(self.set_dataset)
         session.trainer_changed.connect(self._on_trainer)
+        session.sampling_cost_changed.connect(self._update_warning)
+        for spin in (self.sampleStepsSpin, self.countSpin, self.guidanceSpin):
+            spin.valueChanged.connect(self._update_warning)
         self._sampler_changed()
         self.set_class_names(None)
 
@@ -196,9 +236,16 @@ class TrajectoryPanel(QWidget):
                           ("n", self.countSpin), ("seed", self.seedSpin)):
             if key in params:
                 try:
-                    spin.setValue(type(spin.value())(params[key]))
+                    value = type(spin.value())(params[key])
                 except (TypeError, ValueError, OverflowError):
-                    pass
+                    continue
+                if spin is self.countSpin:
+                    # a default count of earlier launches is no choice of the user's
+                    self._set_count(value)
+                    self._count_user_set = value not in (advice.POINT_SAMPLES,
+                                                         advice.IMAGE_SAMPLES)
+                else:
+                    spin.setValue(value)
 
     def set_class_names(self, names) -> None:
         self.classCombo.clear()
@@ -229,6 +276,30 @@ class TrajectoryPanel(QWidget):
         self.samplerCombo.setToolTip(spec.description)
         for name, widget in self.option_widgets.items():
             widget.setEnabled(name in spec.option_names())
+        self._update_warning()
+
+    def _set_count(self, value: int) -> None:
+        self._setting_count = True
+        try:
+            self.countSpin.setValue(value)
+        finally:
+            self._setting_count = False
+
+    def _on_count_edited(self, _value: int) -> None:
+        if not getattr(self, "_setting_count", False):
+            self._count_user_set = True
+
+    def _update_warning(self, *_args) -> None:
+        """The cost of the request on the trained model's device, when it is far too big."""
+        text = advice.request_warning(self.session, self.params())
+        self.sampleWarning.setText(f"⚠ {text}" if text else "")
+        self.sampleWarning.setVisible(bool(text))
+
+    def _cancel(self) -> None:
+        self._cancelling = True
+        self.cancelButton.setEnabled(False)
+        self.sampleProgress.setFormat("cancelling after this step… %v / %m")
+        self.cancel_requested.emit()
 
     def _request(self) -> None:
         params = self.params()
@@ -238,6 +309,8 @@ class TrajectoryPanel(QWidget):
     def set_busy(self, busy: bool) -> None:
         self.sampleButton.setEnabled(not busy)
         self.cancelButton.setEnabled(busy)
+        self._cancelling = False
+        self.sampleProgress.setFormat("%v / %m steps")
         if busy:
             self.sampleProgress.setRange(0, 1)
             self.sampleProgress.setValue(0)
@@ -246,11 +319,19 @@ class TrajectoryPanel(QWidget):
         """An Analytic-DPM run reports 2S steps: S estimating sigma*^2, then S sampling."""
         self.sampleProgress.setRange(0, max(1, total))
         self.sampleProgress.setValue(done)
+        if self._cancelling:
+            return                      # the format says "cancelling after this step…"
         estimating = self._analytic_run and done < total // 2
         self.sampleProgress.setFormat("estimating σ*²: %v / %m" if estimating else "%v / %m steps")
 
     # -- data ------------------------------------------------------------------------------
     def set_dataset(self, dataset) -> None:
+        kind = None if dataset is None else dataset.kind
+        if kind is not None and kind != self._count_kind:
+            self._count_kind = kind
+            if not self._count_user_set:
+                self._set_count(advice.IMAGE_SAMPLES if kind == "image"
+                                else advice.POINT_SAMPLES)
         if dataset is None or dataset.kind != "vector" or dataset.shape[0] != 2:
             self.trajectoryView.set_background(None)
             return
@@ -262,10 +343,15 @@ class TrajectoryPanel(QWidget):
         self.stop_playing()
         self.trajectory = trajectory
         if trajectory is None:
+            # a new model: nothing of the old one's samples stays on screen
+            self.frames_left = self.frames_right = None
             self.trajectorySlider.setRange(0, 0)
             for widget in (self.trajectorySlider, self.playButton, self.gifButton,
                            self.stripButton):
                 widget.setEnabled(False)
+            self.trajectoryView.clear()
+            self.trailsCheck.setText("trails")
+            self.frameLabel.setText("No trajectory of this model yet: press Sample.")
             return
         x, pred = np.asarray(trajectory.x), np.asarray(trajectory.pred_x0)
         images = trajectory.kind == "image"
@@ -277,6 +363,9 @@ class TrajectoryPanel(QWidget):
             self.frames_left = x[..., :2].astype(np.float64)
             self.frames_right = pred[..., :2].astype(np.float64)
             self._fit_points_range()
+            count = self.frames_left.shape[1]
+            self.trailsCheck.setText(f"trails ({min(count, MAX_TRAIL_POINTS)} of {count:,} "
+                                     "points)")
         count = len(self.frames_left)
         self.trajectorySlider.blockSignals(True)
         self.trajectorySlider.setRange(0, count - 1)
@@ -290,15 +379,14 @@ class TrajectoryPanel(QWidget):
             self.trajectoryView.fit_images()
 
     def _fit_points_range(self) -> None:
-        """One fixed view for all frames: the data, the noise x_T and the final samples
-        (the middle 99 % of them, so a few stray points do not shrink the picture)."""
-        frames = np.concatenate([self.frames_left[0], self.frames_left[-1]])
-        frames = frames[np.all(np.isfinite(frames), axis=1)]
-        lo, hi = np.percentile(frames, 0.5, axis=0), np.percentile(frames, 99.5, axis=0)
+        """One fixed view for all frames that holds every point of every frame (x_t and the
+        predicted x0) and the data; only far outliers are left out, and the frame label
+        counts them (app.widgets.frame_view.points_range)."""
         dataset = self.session.dataset
+        data = None
         if dataset is not None and dataset.kind == "vector":
             data = dataset.train[:MAX_BACKGROUND_POINTS].detach().cpu().numpy()[:, :2]
-            lo, hi = np.minimum(lo, data.min(axis=0)), np.maximum(hi, data.max(axis=0))
+        lo, hi, _left_out = points_range([self.frames_left, self.frames_right], data)
         self.trajectoryView.set_range(lo, hi)
 
     def frame_count(self) -> int:
@@ -320,8 +408,12 @@ class TrajectoryPanel(QWidget):
         t = int(np.asarray(self.trajectory.timesteps)[index])
         last = self.frame_count() - 1
         where = "x_T, pure noise" if index == 0 else ("the sample x₀" if index == last else "")
+        outside = ""
+        if view.mode == "points":
+            count = int(np.sum(~_inside(left, *view.view_box)))
+            outside = f" · {count} far outliers outside the view" if count else ""
         self.frameLabel.setText(f"frame {index} / {last} · t = {t}" + (f" ({where})" if where else "")
-                                + " · ←/→ step, Space play")
+                                + outside + " · ←/→ step, Space play")
 
     def _show_trails(self, index: int) -> None:
         if not self.trailsCheck.isChecked() or index == 0:
@@ -382,49 +474,16 @@ class TrajectoryPanel(QWidget):
             return
         self.message.emit(f"Saved {frames} frames to {path}")
 
-    def _grab_frames(self, indices, widget, max_side: int) -> list[tuple[int, Image.Image]]:
-        """(t, picture of `widget`) at each frame index, scaled to at most max_side pixels."""
-        current = self.trajectorySlider.value()
-        frames = []
-        try:
-            for index in indices:
-                self.show_frame(int(index))
-                image = Image.fromarray(qimage_to_array(widget.grab().toImage()))
-                image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-                t = int(np.asarray(self.trajectory.timesteps)[int(index)])
-                frames.append((t, image))
-        finally:
-            self.show_frame(current)
-        return frames
-
     def export_gif(self, path: str) -> int:
-        """Animated GIF of the trajectory (at most GIF_MAX_FRAMES frames); returns the count."""
-        if self.frame_count() == 0:
-            raise ValueError("there is no trajectory to export; press Sample first")
-        indices = np.unique(np.linspace(0, self.frame_count() - 1,
-                                        min(GIF_MAX_FRAMES, self.frame_count())).round().astype(int))
-        frames = [image.convert("P", palette=Image.Palette.ADAPTIVE)
-                  for _, image in self._grab_frames(indices, self.trajectoryView, GIF_MAX_SIDE)]
-        durations = [60] * (len(frames) - 1) + [1500]
-        frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:],
-                       duration=durations, loop=0)
-        return len(frames)
+        """Animated GIF of the trajectory (app.widgets.trajectory_export); the frame count."""
+        return export_gif(self, path)
 
     def export_png_strip(self, path: str) -> int:
-        """Evenly spaced frames of x_t side by side, each labelled with its t."""
-        if self.frame_count() == 0:
-            raise ValueError("there is no trajectory to export; press Sample first")
-        indices = np.unique(np.linspace(0, self.frame_count() - 1,
-                                        min(STRIP_FRAMES, self.frame_count())).round().astype(int))
-        frames = self._grab_frames(indices, self.trajectoryView.widgets[0], STRIP_SIDE)
-        width = sum(image.width for _, image in frames)
-        height = max(image.height for _, image in frames) + 22
-        strip = Image.new("RGB", (width, height), "white")
-        draw = ImageDraw.Draw(strip)
-        left = 0
-        for t, image in frames:
-            strip.paste(image, (left, 22))
-            draw.text((left + 6, 4), f"t = {t}", fill=(0, 0, 0))
-            left += image.width
-        strip.save(path, format="PNG")
-        return len(frames)
+        """Evenly spaced frames of x_t side by side, each labelled with its t; the count."""
+        return export_png_strip(self, path)
+
+
+def _inside(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Which rows of points (N, 2) lie in the box [lo, hi] (NaN rows count as inside)."""
+    finite = np.all(np.isfinite(points), axis=1)
+    return ~finite | np.all((points >= lo) & (points <= hi), axis=1)

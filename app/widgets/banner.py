@@ -5,9 +5,13 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QToolButton
 
+# the style sheet (resources/style.qss) colours errors and infos; a warning is amber
+WARNING_STYLE = ("QFrame#errorBanner { background: #fff4db; border-bottom: 1px solid #e8c46b; }"
+                 " QLabel#errorText { color: #5c3d00; }")
+
 
 class MessageBanner(QFrame):
-    """Shows one message (error or info) with a close button; hidden when empty."""
+    """Shows one message (error, warning or info) with a close button; hidden when empty."""
 
     dismissed = Signal()
 
@@ -18,6 +22,7 @@ class MessageBanner(QFrame):
         self.label.setObjectName("errorText")
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.label.setToolTip("The last error or notice; ✕ dismisses it")
         close = QToolButton(self)
         close.setObjectName("errorDismiss")
         close.setText("✕")
@@ -33,6 +38,7 @@ class MessageBanner(QFrame):
 
     def show_message(self, text: str, kind: str = "error") -> None:
         self.kind = kind
+        self.setStyleSheet(WARNING_STYLE if kind == "warning" else "")
         self.setProperty("kind", kind)
         self.style().unpolish(self)
         self.style().polish(self)

@@ -11,6 +11,28 @@ from PySide6.QtWidgets import QHBoxLayout, QSlider, QWidget
 from app.widgets.images import for_image_item
 from app.widgets.plots import color
 
+OUTLIER_SPANS = 2.0   # points further than this many robust spans out are left out of view
+
+
+def points_range(frames, data=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(low, high, left_out) of one view that holds every finite 2-D point of `frames`
+    (arrays (..., 2)) and `data`: their min and max, except far outliers (a diverging few
+    beyond OUTLIER_SPANS times the middle 99.8 % span), which are left out and counted."""
+    parts = [np.asarray(f, dtype=np.float64).reshape(-1, 2) for f in frames if f is not None]
+    if data is not None:
+        parts.append(np.asarray(data, dtype=np.float64).reshape(-1, 2))
+    points = np.concatenate(parts) if parts else np.zeros((0, 2))
+    points = points[np.all(np.isfinite(points), axis=1)]
+    if len(points) == 0:
+        return np.full(2, -1.0), np.full(2, 1.0), 0
+    low, high = points.min(axis=0), points.max(axis=0)
+    core_low, core_high = np.percentile(points, 0.1, axis=0), np.percentile(points, 99.9, axis=0)
+    span = np.maximum(core_high - core_low, 1e-6)
+    low = np.maximum(low, core_low - OUTLIER_SPANS * span)
+    high = np.minimum(high, core_high + OUTLIER_SPANS * span)
+    left_out = int(np.sum(np.any((points < low) | (points > high), axis=1)))
+    return low, high, left_out
+
 
 def _points_view(plot: pg.PlotItem) -> None:
     plot.setAspectLocked(True)
@@ -38,8 +60,13 @@ class FrameView(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
-        for widget, title in zip(self.widgets, titles, strict=True):
+        tips = ("xₜ: the samples at the chosen recorded step of the reverse process, from "
+                "x_T ~ N(0, I) to x₀",
+                "predicted x₀: the network's estimate at that step, "
+                "x̂₀ = (xₜ − √(1 − ᾱₜ) ε̂θ(xₜ, t)) / √ᾱₜ")
+        for widget, title, tip in zip(self.widgets, titles, tips, strict=True):
             widget.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            widget.setToolTip(tip)
             widget.getPlotItem().setTitle(title, size="11pt")
             layout.addWidget(widget, 1)
         self.left, self.right = (w.getPlotItem() for w in self.widgets)
@@ -58,6 +85,13 @@ class FrameView(QWidget):
             plot.addItem(pts)
         self.left.addItem(self.trails)
         self.mode = "points"
+        self.view_box = (np.full(2, -np.inf), np.full(2, np.inf))   # the points' fixed view
+
+    def clear(self) -> None:
+        """Remove the frame shown (x_t, predicted x0, trails); the data stay."""
+        for item in self.points + self.images:
+            item.clear()
+        self.trails.setData([], [])
 
     def mousePressEvent(self, event) -> None:  # noqa: N802
         self.setFocus()
@@ -102,6 +136,7 @@ class FrameView(QWidget):
             self.images[1].setImage(for_image_item(right), levels=(0, 255), autoLevels=False)
 
     def set_range(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        self.view_box = (np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))
         for plot in (self.left, self.right):
             plot.setRange(xRange=(float(lo[0]), float(hi[0])),
                           yRange=(float(lo[1]), float(hi[1])), padding=0.02)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 
 import numpy as np
 import pyqtgraph as pg
@@ -26,10 +27,24 @@ def pen(index_or_color, width: float = 1.5, style=Qt.PenStyle.SolidLine, alpha: 
     return pg.mkPen(c, width=width, style=style)
 
 
+class DecadeAxis(pg.AxisItem):
+    """A y axis whose log mode labels the decades only (10⁻⁴, 10⁻³, …) when two or more are
+    in view: the minor ticks between them stay unlabelled marks instead of a wall of
+    numbers. With less than two decades in view the minor ticks keep their labels."""
+
+    def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
+        strings = super().logTickStrings(values, scale, spacing)
+        low, high = sorted(self.range)
+        decades_in_view = math.floor(high) - math.ceil(low) + 1
+        if spacing is None and decades_in_view >= 2:   # the minor level
+            return ["" for _ in strings]
+        return strings
+
+
 def make_plot(object_name: str, title: str = "", x_label: str = "", y_label: str = "",
               log_y: bool = False, legend: bool = True, parent=None) -> pg.PlotWidget:
     """A PlotWidget with grid, axis labels and (optionally) a legend in the top right."""
-    widget = pg.PlotWidget(parent=parent)
+    widget = pg.PlotWidget(parent=parent, axisItems={"left": DecadeAxis("left")})
     widget.setObjectName(object_name)
     item = widget.getPlotItem()
     if title:
@@ -75,6 +90,20 @@ def show_in_legend(plot: pg.PlotWidget, item, visible: bool) -> None:
         legend.removeItem(item)
 
 
+def set_bounds_ignored(plot: pg.PlotWidget, item, ignored: bool) -> None:
+    """Leave `item` out of (or take it back into) the plot's auto-range, e.g. raw curves
+    whose spikes would stretch the axis while their smoothed version is drawn."""
+    view = plot.getPlotItem().getViewBox()
+    listed = item in view.addedItems
+    if ignored and listed:
+        view.addedItems.remove(item)
+    elif not ignored and not listed:
+        view.addedItems.append(item)
+    else:
+        return
+    view.updateAutoRange()
+
+
 def finite_or_nan(values) -> np.ndarray:
     """float64 copy with +-inf replaced by NaN (pyqtgraph leaves NaN gaps)."""
     values = np.array(values, dtype=np.float64)
@@ -82,15 +111,17 @@ def finite_or_nan(values) -> np.ndarray:
     return values
 
 
-def curves_of(plot: pg.PlotWidget) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, x, y) of every curve in `plot`, the data as set (not the displayed subset)."""
+def curves_of(plot: pg.PlotWidget) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """(name, x, y, unit) of every curve in `plot`, the data as set (not the displayed
+    subset); unit: the curve's `unit` attribute (e.g. "nats_per_dim", set by the panel that
+    drew it), else ""."""
     result = []
     for index, item in enumerate(plot.getPlotItem().listDataItems()):
         x, y = item.xData, item.yData
         if x is None or y is None:
             continue
         name = item.name() or f"curve {index}"
-        result.append((str(name), np.asarray(x), np.asarray(y)))
+        result.append((str(name), np.asarray(x), np.asarray(y), getattr(item, "unit", "")))
     return result
 
 
@@ -101,15 +132,17 @@ def export_png(widget, path: str) -> None:
 
 
 def export_csv(plots: list[pg.PlotWidget], path: str) -> int:
-    """Write every curve of every plot as rows (plot, curve, x, y); returns the row count."""
+    """Write every curve of every plot as rows (plot, curve, x, y, y_unit); y_unit names
+    the unit of likelihood values (core.options.NllUnit.key, e.g. "nats_per_dim") and is
+    empty for other quantities. Returns the row count."""
     rows = 0
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["plot", "curve", "x", "y"])
+        writer.writerow(["plot", "curve", "x", "y", "y_unit"])
         for plot in plots:
             plot_name = plot.objectName() or "plot"
-            for name, xs, ys in curves_of(plot):
+            for name, xs, ys, unit in curves_of(plot):
                 for x, y in zip(xs, ys, strict=False):
-                    writer.writerow([plot_name, name, repr(float(x)), repr(float(y))])
+                    writer.writerow([plot_name, name, repr(float(x)), repr(float(y)), unit])
                     rows += 1
     return rows

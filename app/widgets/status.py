@@ -18,8 +18,11 @@ class DeviceStatus(QObject):
         self.read = read
         self.device_label = QLabel()
         self.device_label.setObjectName("deviceLabel")
+        self.device_label.setToolTip("Where training and sampling run")
         self.memory_label = QLabel()
         self.memory_label.setObjectName("memoryLabel")
+        self.memory_label.setToolTip("GPU memory held by PyTorch: in use · reserved by its "
+                                     "cache / the card's total")
         bar.addPermanentWidget(self.memory_label)
         bar.addPermanentWidget(self.device_label)
         self.timer = QTimer(self)
@@ -31,3 +34,28 @@ class DeviceStatus(QObject):
         device, memory = self.read()
         self.device_label.setText(device)
         self.memory_label.setText(memory)
+
+
+def device_texts(trainer, device_setting: str) -> tuple[str, str]:
+    """(device, memory) texts for the status bar: the trainer's device, else the one the
+    settings name; GPU memory in use on CUDA, else ""."""
+    import torch
+
+    from core.config import ConfigError
+    from core.device import resolve_device
+
+    if trainer is not None:
+        device = trainer.device
+    else:
+        try:
+            device = resolve_device(device_setting)
+        except ConfigError:
+            device = torch.device("cpu")
+    if device.type != "cuda":
+        return f"Device: {device.type}", ""
+    allocated = torch.cuda.memory_allocated(device) / 2**20
+    reserved = torch.cuda.memory_reserved(device) / 2**20
+    total = torch.cuda.get_device_properties(device).total_memory / 2**20
+    return (f"Device: cuda ({torch.cuda.get_device_name(device)})",
+            f"GPU memory {allocated:,.0f} MiB used · {reserved:,.0f} reserved / "
+            f"{total:,.0f} MiB")
