@@ -126,54 +126,71 @@ def analytic_diffusion(model, diffusion: GaussianDiffusion, x0: torch.Tensor,
     if gamma is None:
         return None
     variance = analytic_dpm_variance(diffusion.schedule, gamma, data_variance=data_variance)
-    return diffusion.with_reverse_variance(variance), variance
+    analytic = diffusion.with_reverse_variance(variance)
+    # DDIM's variant needs Gamma_t itself (its lambda is eta^2 beta-tilde, not beta-tilde)
+    analytic.eps_norm_sq, analytic.data_variance = gamma, float(data_variance)
+    return analytic, variance
 
 
 def analytic_dpm_range(schedule: NoiseSchedule, data_variance: float,
-                       timesteps=None) -> tuple[np.ndarray, np.ndarray]:
+                       timesteps=None, lambda2=None) -> tuple[np.ndarray, np.ndarray]:
     """The interval that holds the optimal reverse variance, per dimension: (low, high).
 
-    Under q(x_{t-1} | x_t, x_0) = N(c_t x_0 + c'_t x_t, beta-tilde_t I) (c_t =
-    posterior_mean_coef1), the law of total variance gives
-    Var(x_{t-1} | x_t) = beta-tilde_t + c_t^2 Var(x_0 | x_t), and 0 <= E Var(x_0|x_t) <= Var(x_0),
-    so sigma*_t^2 lies in [beta-tilde_t, beta-tilde_t + c_t^2 Var(x_0)], with Var(x_0) the
-    per-dimension data variance tr Cov(x_0) / D. (Bao et al. 2022, Theorem 2, state it with
-    (b - a)^2 / 4 for data in [a, b]; the data-variance form also holds for unbounded data.)
-    Arrays are (T,), or (K,) at the given timesteps.
+    Under q_lambda(x_{t-1} | x_t, x_0) = N(c_t x_0 + c'_t x_t, lambda_t^2 I) the law of total
+    variance gives Var(x_{t-1} | x_t) = lambda_t^2 + c_t^2 Var(x_0 | x_t), and
+    0 <= E Var(x_0|x_t) <= Var(x_0), so sigma*_t^2 lies in [lambda_t^2, lambda_t^2 +
+    c_t^2 Var(x_0)], with Var(x_0) the per-dimension data variance tr Cov(x_0) / D and
+    c_t = sqrt(abar_{t-1}) - sqrt(bbar_{t-1} - lambda_t^2) sqrt(abar_t / bbar_t) (for
+    lambda^2 = beta-tilde, the default, c_t = posterior_mean_coef1). (Bao et al. 2022,
+    Theorem 2, state it with (b - a)^2 / 4 for data in [a, b]; the data-variance form also
+    holds for unbounded data.) Arrays are (T,), or (K,) at the given timesteps.
     """
     ts = np.arange(schedule.num_timesteps) if timesteps is None else np.asarray(timesteps)
-    low = schedule.posterior_variance[ts]
-    return low, low + schedule.posterior_mean_coef1[ts] ** 2 * float(data_variance)
+    lam2, coef = _lambda2_and_coef(schedule, ts, lambda2)
+    return lam2, lam2 + coef ** 2 * float(data_variance)
+
+
+def _lambda2_and_coef(schedule: NoiseSchedule, ts: np.ndarray, lambda2):
+    """(lambda_t^2, c_t) at ts: lambda^2 = beta-tilde unless given (K,)."""
+    if lambda2 is None:
+        return schedule.posterior_variance[ts], schedule.posterior_mean_coef1[ts]
+    lam2 = np.asarray(lambda2, dtype=np.float64)
+    abar, abar_prev = schedule.alphas_cumprod[ts], schedule.alphas_cumprod_prev[ts]
+    coef = np.sqrt(abar_prev) - np.sqrt(np.maximum(1.0 - abar_prev - lam2, 0.0)) * np.sqrt(
+        abar / (1.0 - abar))
+    return lam2, coef
 
 
 def analytic_dpm_variance(schedule: NoiseSchedule, eps_norm_sq, timesteps=None,
-                          data_variance: float | None = None) -> np.ndarray:
-    """Analytic-DPM's optimal reverse variance (Bao et al. 2022, Theorem 1, DDPM case).
+                          data_variance: float | None = None, lambda2=None) -> np.ndarray:
+    """Analytic-DPM's optimal reverse variance (Bao et al. 2022, Theorem 1).
 
-    With lambda_t^2 = beta-tilde_t (the DDPM posterior variance), bbar_t = 1 - abar_t and
-    Gamma_t = E|eps_theta(x_t, t)|^2 / D (an estimate of bbar_t E|grad log q_t|^2 / D):
+    For the family q_lambda(x_{t-1} | x_t, x_0) with variance lambda_t^2 (DDPM:
+    lambda^2 = beta-tilde, the default; DDIM with noise scale eta: lambda^2 = eta^2
+    beta-tilde, pass it as `lambda2`), bbar_t = 1 - abar_t and Gamma_t = E|eps_theta(x_t, t)|^2
+    / D (an estimate of bbar_t E|grad log q_t|^2 / D):
 
         sigma*_t^2 = lambda_t^2 + (sqrt(bbar_t / alpha_t) - sqrt(bbar_{t-1} - lambda_t^2))^2
                      * (1 - Gamma_t)
 
     `eps_norm_sq` is (T,), or (K,) at `timesteps`; returns the same shape, float64. With the
     exact E[eps|x_t] this equals the expected per-dimension variance of the true reverse
-    step (tested); for N(0, I) data (Gamma_t = 1 - abar_t) it equals beta_t. A network's
-    Gamma_t carries Monte Carlo and model error, and at the last steps of a cosine or
-    respaced schedule the raw formula can leave the possible range (even go negative):
-    given `data_variance` (tr Cov(x_0) / D), the result is clipped to analytic_dpm_range,
-    as Bao et al. clip theirs.
+    step (tested); for N(0, I) data (Gamma_t = 1 - abar_t) and the DDPM lambda it equals
+    beta_t. A network's Gamma_t carries Monte Carlo and model error, and at the last steps
+    of a cosine or respaced schedule the raw formula can leave the possible range (even go
+    negative): given `data_variance` (tr Cov(x_0) / D), the result is clipped to
+    analytic_dpm_range, as Bao et al. clip theirs.
     """
     ts = np.arange(schedule.num_timesteps) if timesteps is None else np.asarray(timesteps)
     gamma = np.asarray(eps_norm_sq, dtype=np.float64)
     if gamma.shape != ts.shape:
         raise ValueError(f"eps_norm_sq has shape {gamma.shape}, expected {ts.shape}")
-    lam2 = schedule.posterior_variance[ts]
+    lam2, _ = _lambda2_and_coef(schedule, ts, lambda2)
     bbar = 1.0 - schedule.alphas_cumprod[ts]
     bbar_prev = 1.0 - schedule.alphas_cumprod_prev[ts]
     gap = np.sqrt(bbar / schedule.alphas[ts]) - np.sqrt(np.maximum(bbar_prev - lam2, 0.0))
     sigma2 = lam2 + gap**2 * (1.0 - gamma)
     if data_variance is not None:
-        low, high = analytic_dpm_range(schedule, data_variance, ts)
+        low, high = analytic_dpm_range(schedule, data_variance, ts, lambda2)
         sigma2 = np.clip(sigma2, low, high)
     return sigma2

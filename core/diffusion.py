@@ -107,6 +107,10 @@ class GaussianDiffusion:
         # a fixed per-step variance that replaces var_type's (with_reverse_variance)
         self.reverse_variance: np.ndarray | None = None
         self._reverse_log_variance: np.ndarray | None = None
+        # Analytic-DPM's Gamma_t (S,) and the data variance it was clipped with, where
+        # core.analytic_dpm made this diffusion (samplers other than DDPM derive theirs)
+        self.eps_norm_sq: np.ndarray | None = None
+        self.data_variance: float | None = None
         self._device_tables: dict[tuple, dict[str, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ properties

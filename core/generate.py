@@ -16,7 +16,7 @@ import torch
 from core.diffusion import GaussianDiffusion
 from core.fast_step import step_runner
 from core.samplers import DEFAULT_SAMPLER, get_sampler, samplers
-from core.samplers.base import ETA, VARIANCE
+from core.samplers.base import ANALYTIC, ETA, VARIANCE
 from core.sampling import GuidedModel, make_run, run_steps
 from core.spacing import DEFAULT_SPACING
 from core.spacing import respace as respace_by
@@ -108,6 +108,7 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
             takers = [s.label for s in samplers() if VARIANCE in s.options]
             raise ValueError(f"the Analytic-DPM variance is an option of {', '.join(takers)}, "
                              f"not of {spec.label}")
+        options[VARIANCE.name] = ANALYTIC
         analytic = _analytic(model, respaced, analytic_data, data_shape, num_classes, seed,
                              device, progress, should_stop)
         stopped = analytic is None      # then the trajectory holds x_T only

@@ -75,7 +75,7 @@ def test_analytic_sampling_reports_progress_over_both_passes_and_can_stop():
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"sampler": "ddim"}, "DDPM"),
+    ({"sampler": "dpmpp_2m"}, "an option of DDPM, DDIM, not of DPM-Solver"),
     ({"analytic_data": torch.zeros(5, 3)}, "shape"),
     ({"analytic_data": torch.zeros(1, 2)}, "at least 2"),
 ])
@@ -93,3 +93,32 @@ def test_reverse_variance_override_is_validated():
         respaced.with_reverse_variance(np.r_[0.1, 0.0, np.ones(8)])
     fixed = respaced.with_reverse_variance(np.r_[0.0, np.ones(9)])
     assert fixed.reverse_variance[0] == respaced.schedule.posterior_variance[1]
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_ten_analytic_ddim_steps_sample_the_right_spread(eta):
+    """Bao et al.'s variance for DDIM's family (lambda^2 = eta^2 beta-tilde, the mean as DDIM
+    has it): with the exact eps the 10 reverse steps are the true Gaussian ones, so the
+    samples have the data's variance; plain DDIM at eta = 0 (a deterministic map of a
+    wrongly started ODE at 10 steps) and eta = 0.5 do not."""
+    diffusion, _, oracle, data = setting()
+    n = 20_000
+    options = {"eta": eta}
+    analytic = sample(oracle, diffusion, n, (2,), sampler="ddim", steps=10, seed=3,
+                      options=options, analytic_data=data)
+    plain = sample(oracle, diffusion, n, (2,), sampler="ddim", steps=10, seed=3, options=options)
+    spread = lambda trajectory: trajectory.final.astype(np.float64).var(axis=0).mean()  # noqa: E731
+    assert spread(analytic) == pytest.approx(STD**2, rel=0.04)
+    assert abs(spread(plain) / STD**2 - 1) > 0.06
+    np.testing.assert_allclose(analytic.final.mean(axis=0), MU, atol=0.05)
+    assert analytic.variance[1:-1].max() > 0.05       # noise is added, also at eta = 0
+
+
+def test_the_ddim_analytic_variance_reduces_to_the_ddpm_one_at_eta_1():
+    from core.analytic_dpm import analytic_dpm_variance
+
+    schedule = NoiseSchedule(get_betas("cosine", 50))
+    gamma = np.linspace(0.99, 0.2, 50)
+    np.testing.assert_allclose(
+        analytic_dpm_variance(schedule, gamma, lambda2=schedule.posterior_variance),
+        analytic_dpm_variance(schedule, gamma), rtol=1e-12)

@@ -78,7 +78,7 @@ def test_toy_train_sample_evaluate_and_resume(tmp_path, capsys):
                    "--npy", plain, "--device", "cpu").returncode == 0
     assert np.load(analytic).shape == (50, 2)
     assert not np.allclose(np.load(analytic), np.load(plain))   # other step variances
-    assert_clean_failure(run_cli("sample", "--checkpoint", ckpt, "--sampler", "ddim",
+    assert_clean_failure(run_cli("sample", "--checkpoint", ckpt, "--sampler", "dpmpp_2m",
                                  "--variance", "analytic", "--npy", plain), words=["--variance"])
     with Image.open(png) as picture:
         assert picture.size == (640, 640)

@@ -52,13 +52,13 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [k * step for k in range(first, math.floor(high / step + 1e-9) + 1)]
 
 
-def _tick_label(value: float, step: float) -> str:
+def tick_label(value: float, step: float) -> str:
     decimals = max(0, -math.floor(math.log10(step) + 1e-9))
     text = f"{value:.{decimals}f}"
     return "0" if float(text) == 0 else text
 
 
-def _font(size: int):
+def font_of(size: int):
     from PIL import ImageFont
 
     try:
@@ -83,7 +83,7 @@ def scatter_plot(points: np.ndarray, size: int = 640, radius: float = 1.6, title
     low, high = np.percentile(finite, 0.5, axis=0), np.percentile(finite, 99.5, axis=0)
     centre = (low + high) / 2
     half = max(float((high - low).max()) / 2 * 1.15, 1e-3)
-    font = _font(round(size * 0.022))
+    font = font_of(round(size * 0.022))
     left, top = round(size * 0.11), round(size * 0.07)
     side = size - left - round(size * 0.03)              # the plot area is side x side
     side = min(side, size - top - round(size * 0.07))
@@ -104,7 +104,7 @@ def scatter_plot(points: np.ndarray, size: int = 640, radius: float = 1.6, title
         ticks = nice_ticks(centre[axis] - half, centre[axis] + half)
         step = ticks[1] - ticks[0] if len(ticks) > 1 else 2 * half
         for value in ticks:
-            label = _tick_label(value, step)
+            label = tick_label(value, step)
             point = np.array(centre, dtype=np.float64)
             point[axis] = value
             x, y = to_pixels(point)
