@@ -92,7 +92,7 @@ def run(args) -> int:
         raise UsageError("compare-samplers scores vector (2-D) data; image scores come with "
                          "the app's Samplers panel")
     dataset = source.dataset()
-    score, floor = point_scorer(dataset)
+    score, floor = point_scorer(dataset, settings.n)
     models = [("exact" if source.exact else "model", source.model)]
     if not source.exact and dataset.mixture is not None:
         models.append(("exact", ExactEps(dataset.mixture, source.diffusion.schedule).to(device)))
@@ -149,7 +149,7 @@ def _plot(report: dict, score: str):
         for model in ("model", "exact"):
             rows = [p for p in report["points"] if p["sampler"] == name and p["model"] == model]
             if rows and any(score in p for p in rows):
-                label = f"{name} ({'exact ε' if model == 'exact' else 'model'})"
+                label = f"{name} ({'exact eps' if model == 'exact' else 'model'})"
                 series.append(Series(label, np.array([p["nfe"] for p in rows], dtype=float),
                                      np.array([p.get(score, np.nan) for p in rows], dtype=float),
                                      PALETTE[i % len(PALETTE)], dashed=model == "exact"))

@@ -28,8 +28,11 @@ def _ticks(low: float, high: float, log: bool) -> list[tuple[float, str]]:
     """(value on the axis's scale, label) of the ticks between low and high (log: log10)."""
     if log:
         decades = range(math.floor(low), math.ceil(high) + 1)
-        return [(d, f"1e{d}" if not -2 <= d <= 3 else f"{10.0 ** d:g}")
-                for d in decades if low - 1e-9 <= d <= high + 1e-9]
+        # 1, 2 and 5 times each decade when the axis spans little more than a decade
+        mantissas = (1, 2, 5) if high - low < 2.5 else (1,)
+        ticks = [math.log10(m) + d for d in decades for m in mantissas]
+        return [(v, f"{10.0 ** v:g}" if -2 <= v <= 4 else f"1e{round(v)}")
+                for v in ticks if low - 1e-9 <= v <= high + 1e-9]
     values = nice_ticks(low, high)
     step = values[1] - values[0] if len(values) > 1 else max(high - low, 1e-12)
     return [(v, tick_label(v, step)) for v in values]
