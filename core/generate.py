@@ -136,7 +136,7 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     runner = step_runner(run, shape)
     records = run_steps(run, shape, noise=x_T, generator=generator, runner=runner)
 
-    total = respaced.num_timesteps
+    total = run.num_steps                   # an adaptive run is one step
     timestep_map = respaced.schedule.timestep_map
     convert = images_to_uint8 if kind == "image" else (lambda x: x.float().cpu().numpy())
     frames_x, frames_x0 = [convert(x_T)], [convert(torch.zeros_like(x_T))]
