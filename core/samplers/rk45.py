@@ -1,7 +1,8 @@
 """The probability-flow ODE solved by an adaptive Runge-Kutta 4(5) method (Dormand-Prince):
-with x~ = x / alpha = x0 + s eps (VE view), dx~/ds = eps(x~ alpha(s), s) from s_max = sigma
-at T-1 down to s_min = sigma at 0, then x0 = the model's estimate there (the last step of
-every solver here). The step sizes follow the tolerances `rtol` and `atol`; the network
+with x~ = x / alpha = x0 + s eps (VE view), dx~/ds = eps(x~ alpha(s), s), integrated in
+u = log s (dx~/du = s eps: the same ODE, evenly scaled over the four decades of s) from
+s_max = sigma at T-1 down to s_min = sigma at 0, then x0 = the model's estimate there (the
+last step of every solver here). The step sizes follow the tolerances `rtol` and `atol`; the network
 calls are counted as the solver makes them (`nfe` after a run), not assumed. Uses
 torchdiffeq's dopri5 where it is installed (on the tensors' device), else scipy's
 solve_ivp(method="RK45") in float64 on the host. Adaptive steps mean host decisions: the
@@ -49,9 +50,11 @@ class RK45Run(SamplerRun):
             torch.tensor(s * alpha, dtype=dtype, device=x.device), self.model_kwargs, self.clip)
         return x0.to(x.dtype), eps.to(x.dtype)
 
-    def _derivative(self, x_tilde: torch.Tensor, s: float) -> torch.Tensor:
+    def _derivative(self, x_tilde: torch.Tensor, u: float) -> torch.Tensor:
+        """dx~/du at u = log s."""
+        s = float(np.exp(u))
         alpha = 1.0 / (1.0 + s * s) ** 0.5
-        return self._predict(x_tilde * alpha, s)[1]
+        return s * self._predict(x_tilde * alpha, s)[1]
 
     def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
              variant=0) -> StepOutput:
@@ -61,19 +64,19 @@ class RK45Run(SamplerRun):
         if self.method == "torchdiffeq":
             from torchdiffeq import odeint
 
-            span = torch.tensor([self.s_max, self.s_min], dtype=torch.float64)
-            end = odeint(lambda s, y: self._derivative(y, float(s)), x_tilde.double(), span,
+            span = torch.tensor([np.log(self.s_max), np.log(self.s_min)], dtype=torch.float64)
+            end = odeint(lambda u, y: self._derivative(y, float(u)), x_tilde.double(), span,
                          rtol=rtol, atol=atol, method="dopri5")[-1].to(x.dtype)
         else:
             from scipy.integrate import solve_ivp
 
             shape = x.shape
 
-            def f(s, y):
+            def f(u, y):
                 y_t = torch.from_numpy(y).reshape(shape).to(x.device)
-                return self._derivative(y_t, float(s)).double().cpu().numpy().ravel()
+                return self._derivative(y_t, float(u)).double().cpu().numpy().ravel()
 
-            result = solve_ivp(f, (self.s_max, self.s_min),
+            result = solve_ivp(f, (np.log(self.s_max), np.log(self.s_min)),
                                x_tilde.double().cpu().numpy().ravel(), method="RK45",
                                rtol=rtol, atol=atol)
             if not result.success:
