@@ -206,8 +206,8 @@ def train_snapshots(config, dataset, snapshot_steps, *, cache: bool = True, labe
     """
     import torch
 
-    from core.models import build_model
     from core.build import diffusion_from_config as build_diffusion
+    from core.models import build_model
     from core.training import Trainer
 
     snapshot_steps = [int(s) for s in snapshot_steps]

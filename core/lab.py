@@ -177,3 +177,34 @@ def point_scorer(dataset, n: int, reference_n: int = 4000, seed: int = 12345,
     fresh = (mixture.sample(n, np.random.default_rng(seed + 1))[0] if mixture is not None
              else dataset.train.numpy()[:n].astype(np.float64))
     return score, score(fresh)
+
+
+def image_scorer(dataset, n: int, seed: int = 0, cache_dir=None
+                 ) -> tuple[Callable[[np.ndarray], dict], dict]:
+    """(score(samples) -> dict, floor) for image data: the Frechet distance and KID in the
+    features of a small network trained on the data set itself (core.quality; labelled
+    "FD in <data set>-classifier features", not FID). Reference: the test split when it
+    holds n images, else training images n.. (at least 500 either way when there are that
+    many). `floor`: training images 0..n-1, disjoint from the reference, scored the same way.
+    Samples are float (n, C, H, W) in [-1, 1]; non-finite ones are dropped and counted."""
+    from core.quality import feature_extractor, frechet_distance, kid
+
+    extractor = feature_extractor(dataset, cache_dir=cache_dir)
+    train, size = dataset.train.numpy(), max(n, 500)
+    pool = dataset.test.numpy() if len(dataset.test) >= n else train[n:]
+    reference = extractor(pool[:size])
+    subsets = 10
+
+    def score(samples: np.ndarray) -> dict:
+        samples = np.asarray(samples, dtype=np.float32)
+        finite = np.all(np.isfinite(samples.reshape(len(samples), -1)), axis=1)
+        out = {"finite_fraction": float(finite.mean()), "fd_label": extractor.label}
+        kept = samples[finite]
+        if len(kept) < 2 * subsets:
+            return out
+        features = extractor(np.clip(kept, -1.0, 1.0))
+        out["fd"] = frechet_distance(features, reference)
+        out["kid"], out["kid_stderr"] = kid(features, reference, subsets=subsets, seed=seed)
+        return out
+
+    return score, score(train[:n])

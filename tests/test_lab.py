@@ -106,3 +106,34 @@ def test_compare_samplers_refuses_bad_requests_naming_the_flag(tmp_path, capsys,
     code = main(["compare-samplers", "--preset", "toy-2d", "--exact", *argv])
     err = capsys.readouterr().err
     assert code == 2 and words in err and err.count("\n") == 1, err
+
+
+# ---------------------------------------------------------------------- images
+def test_image_scores_separate_real_digits_from_noise_and_drop_non_finite_samples(tmp_path):
+    from core.lab import image_scorer
+
+    digits = get_dataset("digits", image_size=8, seed=0)
+    score, floor = image_scorer(digits, 200, cache_dir=tmp_path)
+    noise = np.random.default_rng(0).uniform(-1, 1, size=(200, 1, 8, 8)).astype(np.float32)
+    scored = score(noise)
+    assert "classifier features" in floor["fd_label"] and floor["finite_fraction"] == 1.0
+    assert floor["fd"] * 5 < scored["fd"]          # real digits sit far closer than noise
+    assert abs(floor["kid"]) < 4 * floor["kid_stderr"]      # 0 in expectation for real data
+    assert scored["kid"] > floor["kid"] + 4 * math.hypot(floor["kid_stderr"], scored["kid_stderr"])
+    noise[:50] = np.nan
+    assert score(noise)["finite_fraction"] == 0.75
+
+
+def test_compare_samplers_scores_an_image_model_by_fd(tmp_path, capsys):
+    from core.cli import main
+    from tests.test_cli import DIGITS, write_config
+
+    ckpt = tmp_path / "digits.ckpt"
+    assert main(["train", "--config", str(write_config(tmp_path, DIGITS)), "--out", str(ckpt)]) == 0
+    report_path = tmp_path / "lab.json"
+    code = main(["compare-samplers", "--checkpoint", str(ckpt), "--samplers", "ddim,dpmpp_2m",
+                 "--nfe", "2,3", "--n", "100", "--json", str(report_path), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(report_path.read_text())
+    assert len(report["points"]) == 4 and report["floor"]["fd"] >= 0
+    assert all(np.isfinite(p["fd"]) and p["fd"] > report["floor"]["fd"] for p in report["points"])

@@ -24,7 +24,8 @@ from core.cli.common import (
 from core.cli.source import add_source, load_source
 from core.spacing import DEFAULT_SPACING, SPACING_NAMES
 
-SCORES = ("knn_kl", "energy_distance", "moment_kl", "precision", "recall", "mean_log_density")
+SCORES = ("knn_kl", "energy_distance", "moment_kl", "precision", "recall", "mean_log_density",
+          "fd", "kid")
 
 
 def add_parser(commands) -> None:
@@ -33,8 +34,10 @@ def add_parser(commands) -> None:
         description="Run each sampler at each NFE from the same x_T and score the samples "
                     "against fresh true samples (2-D data: k-NN KL, energy distance, k-NN "
                     "precision/recall, per-component moment KL and mean exact log-density for "
-                    "mixtures). With --checkpoint on a Gaussian mixture, also with the exact "
-                    "eps (--preset NAME --exact: the exact eps alone).")
+                    "mixtures; images: Frechet distance and KID in the features of a small "
+                    "classifier trained on the data set, cached). With --checkpoint on a "
+                    "Gaussian mixture, also with the exact eps (--preset NAME --exact: the "
+                    "exact eps alone).")
     add_threads(cmp)
     add_source(cmp, "compare samplers of")
     cmp.add_argument("--samplers", required=True,
@@ -46,7 +49,8 @@ def add_parser(commands) -> None:
     cmp.add_argument("--n", type=limited_int("sampling.n"), default=2000,
                      help="samples per run (default 2000)")
     cmp.add_argument("--seed", type=limited_int("sampling.seed"), default=0)
-    cmp.add_argument("--score", choices=SCORES, default="knn_kl", help="the score the plot shows")
+    cmp.add_argument("--score", choices=SCORES, default=None,
+                     help="the score the plot shows (default knn_kl for points, fd for images)")
     cmp.add_argument("--json", help="the report as JSON")
     cmp.add_argument("--csv", help="one row per sampler x NFE")
     cmp.add_argument("--plot", help="a PNG of --score against NFE")
@@ -77,7 +81,7 @@ def _budgets(text: str) -> list[int]:
 def run(args) -> int:
     from core.device import resolve_device
     from core.exact import ExactEps
-    from core.lab import LabSettings, point_scorer, run_lab
+    from core.lab import LabSettings, image_scorer, point_scorer, run_lab
 
     settings = LabSettings(samplers=_names(args.samplers), nfe=_budgets(args.nfe),
                            spacing=args.spacing, n=args.n, seed=args.seed)
@@ -88,11 +92,10 @@ def run(args) -> int:
     paths = {flag: check_output(flag, value, args.force) for flag, value in outputs.items()}
     device = resolve_device(args.device)
     source = load_source(args, device)
-    if len(source.data_shape) != 1:
-        raise UsageError("compare-samplers scores vector (2-D) data; image scores come with "
-                         "the app's Samplers panel")
     dataset = source.dataset()
-    score, floor = point_scorer(dataset, settings.n)
+    images = len(source.data_shape) == 3
+    score, floor = (image_scorer(dataset, settings.n, settings.seed) if images
+                    else point_scorer(dataset, settings.n))
     models = [("exact" if source.exact else "model", source.model)]
     if not source.exact and dataset.mixture is not None:
         models.append(("exact", ExactEps(dataset.mixture, source.diffusion.schedule).to(device)))
@@ -109,7 +112,7 @@ def run(args) -> int:
     if "--csv" in paths:
         write_output("--csv", paths["--csv"], lambda temp: temp.write_text(_csv(report)))
     if "--plot" in paths:
-        picture = _plot(report, args.score)
+        picture = _plot(report, args.score or ("fd" if images else "knn_kl"))
         write_output("--plot", paths["--plot"], lambda temp: picture.save(temp, format="PNG"))
     for flag, path in paths.items():
         print(f"wrote {path} ({flag[2:]})", file=sys.stderr)
