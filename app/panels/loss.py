@@ -10,7 +10,7 @@ a few raw spikes do not stretch the log axis over decades."""
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QCheckBox, QGroupBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from app.widgets.plots import color, make_plot, pen, set_bounds_ignored
@@ -144,10 +144,15 @@ class LossPanel(QWidget):
             item.setClipToView(True)
         for index, (key, label) in enumerate(LOSS_CURVES):
             item = self._plot_of(key).getPlotItem()
+            style = Qt.PenStyle.DashLine if key == "loss" else Qt.PenStyle.SolidLine
             self.raw_curves[key] = item.plot([], [], pen=pen(index, width=1, alpha=70),
                                              name=f"{label} (raw)")
-            self.smooth_curves[key] = item.plot([], [], pen=pen(index, width=1.5),
+            self.smooth_curves[key] = item.plot([], [], pen=pen(index, width=1.5, style=style),
                                                 name=f"{label} (smoothed)")
+        # the hybrid total nearly equals L_simple: its raw values go under L_simple's, its
+        # smoothed curve dashed over it, so both stay visible
+        self.raw_curves["loss"].setZValue(-1)
+        self.smooth_curves["loss"].setZValue(1)
         self.gridCheck.toggled.connect(self._show_grid)
         self.logCheck.toggled.connect(self._log_y)
         self.rawCheck.toggled.connect(self._apply_toggles)
@@ -308,8 +313,9 @@ class LossPanel(QWidget):
         """Grow the x axis in steps of about a quarter, not at every frame: a changing range
         makes pyqtgraph redo the axis (ticks, labels) on the GUI thread each redraw."""
         view = self.lossPlot.getPlotItem().getViewBox()
-        if self._user_range:
-            return  # the user zoomed or panned: leave the range alone
+        if self._user_range or self.session.state not in ("starting", "running", "paused",
+                                                          "stopping"):
+            return  # the user zoomed or panned, or no run grows the curves: leave it
         low, high = view.viewRange()[0]
         if self._x_stepping and 0 <= last_step <= high and high <= 1.6 * max(last_step, 8):
             return

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from app import advice
 from app.sampling import analytic_variance_chosen
-from app.widgets.frame_view import FrameView, KeyStepper, points_range
+from app.widgets.frame_view import FrameView, KeyStepper, inside_box, points_range
 from app.widgets.images import tile_images
 from app.widgets.sampler_options import option_value, option_widget, set_option_value
 from app.widgets.shortcuts import CANCEL_SAMPLE_KEYS, SAMPLE_KEYS, shortcut_text
@@ -64,6 +64,9 @@ class TrajectoryPanel(QWidget):
 
         self.samplerCombo = QComboBox()
         self.samplerCombo.setObjectName("samplerCombo")
+        self.samplerCombo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.samplerCombo.setMinimumContentsLength(16)
         for spec in samplers():
             self.samplerCombo.addItem(spec.label, spec.name)
             self.samplerCombo.setItemData(self.samplerCombo.count() - 1, spec.description,
@@ -155,24 +158,34 @@ class TrajectoryPanel(QWidget):
         for button in (self.gifButton, self.stripButton):
             button.setEnabled(False)
 
-        controls = QGridLayout()
-        controls.setHorizontalSpacing(6)
-        controls.setVerticalSpacing(2)
-        # choices beside the sampler, numbers beside the step count
-        options = [(spec.label, self.option_widgets[name], spec.kind == "choice")
-                   for name, spec in self.option_specs.items()]
-        pairs = ([("Sampler", self.samplerCombo)]
-                 + [(label, widget) for label, widget, choice in options if choice]
+        # two rows, so any set of sampler options fits the window: the sampler, its
+        # options (only those it takes are shown) and the steps; then what to draw
+        self.option_labels = {name: QLabel(spec.label) for name, spec in self.option_specs.items()}
+        first = ([("Sampler", self.samplerCombo)]
+                 + [(self.option_labels[name], self.option_widgets[name])
+                    for name, spec in self.option_specs.items() if spec.kind == "choice"]
                  + [("Steps", self.sampleStepsSpin)]
-                 + [(label, widget) for label, widget, choice in options if not choice]
-                 + [("Guidance", self.guidanceSpin), ("Class", self.classCombo),
-                    ("Samples", self.countSpin), ("Seed", self.seedSpin)])
-        for col, (label, widget) in enumerate(pairs):
-            controls.addWidget(QLabel(label), 0, col)
-            controls.addWidget(widget, 1, col)
-        controls.addWidget(self.sampleButton, 1, len(pairs))
-        controls.addWidget(self.cancelButton, 1, len(pairs) + 1)
-        controls.addWidget(self.sampleProgress, 0, len(pairs), 1, 2)
+                 + [(self.option_labels[name], self.option_widgets[name])
+                    for name, spec in self.option_specs.items() if spec.kind != "choice"])
+        second = [("Guidance", self.guidanceSpin), ("Class", self.classCombo),
+                  ("Samples", self.countSpin), ("Seed", self.seedSpin)]
+        controls = QVBoxLayout()
+        controls.setSpacing(2)
+        for pairs, buttons in ((first, False), (second, True)):
+            grid = QGridLayout()
+            grid.setHorizontalSpacing(6)
+            grid.setVerticalSpacing(2)
+            for col, (label, widget) in enumerate(pairs):
+                grid.addWidget(label if isinstance(label, QLabel) else QLabel(label), 0, col)
+                grid.addWidget(widget, 1, col)
+            if buttons:
+                grid.addWidget(self.sampleButton, 1, len(pairs))
+                grid.addWidget(self.cancelButton, 1, len(pairs) + 1)
+                grid.addWidget(self.sampleProgress, 0, len(pairs), 1, 2)
+            row = QHBoxLayout()
+            row.addLayout(grid)
+            row.addStretch(1)
+            controls.addLayout(row)
         scrub = QHBoxLayout()
         scrub.addWidget(self.playButton)
         scrub.addWidget(self.trajectorySlider, 1)
@@ -196,8 +209,12 @@ class TrajectoryPanel(QWidget):
         self.playButton.toggled.connect(self._on_play)
         self.trailsCheck.toggled.connect(lambda _on: self.show_frame(self.trajectorySlider.value()))
         self.sampleButton.clicked.connect(self._request)
-        self.gifButton.clicked.connect(self._export_gif_dialog)
-        self.stripButton.clicked.connect(self._export_strip_dialog)
+        self.gifButton.clicked.connect(lambda: self._export_dialog(
+            "Export trajectory as GIF", "trajectory.gif", "GIF animations (*.gif)",
+            self.export_gif))
+        self.stripButton.clicked.connect(lambda: self._export_dialog(
+            "Export trajectory as a PNG strip", "trajectory.png", "PNG images (*.png)",
+            self.export_png_strip))
         self.cancelButton.clicked.connect(self._cancel)
         self.samplerCombo.currentIndexChanged.connect(self._sampler_changed)
         self.classCombo.currentIndexChanged.connect(self._class_changed)
@@ -275,7 +292,10 @@ class TrajectoryPanel(QWidget):
         spec = get_sampler(self.samplerCombo.currentData())
         self.samplerCombo.setToolTip(spec.description)
         for name, widget in self.option_widgets.items():
-            widget.setEnabled(name in spec.option_names())
+            taken = name in spec.option_names()
+            widget.setEnabled(taken)
+            widget.setVisible(taken)
+            self.option_labels[name].setVisible(taken)
         self._update_warning()
 
     def _set_count(self, value: int) -> None:
@@ -410,7 +430,7 @@ class TrajectoryPanel(QWidget):
         where = "x_T, pure noise" if index == 0 else ("the sample x₀" if index == last else "")
         outside = ""
         if view.mode == "points":
-            count = int(np.sum(~_inside(left, *view.view_box)))
+            count = int(np.sum(~inside_box(left, *view.view_box)))
             outside = f" · {count} far outliers outside the view" if count else ""
         self.frameLabel.setText(f"frame {index} / {last} · t = {t}" + (f" ({where})" if where else "")
                                 + outside + " · ←/→ step, Space play")
@@ -454,17 +474,10 @@ class TrajectoryPanel(QWidget):
             self.trajectorySlider.setValue(value)
 
     # -- export ----------------------------------------------------------------------------
-    def _export_gif_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export trajectory as GIF", "trajectory.gif",
-                                              "GIF animations (*.gif)")
+    def _export_dialog(self, title: str, name: str, files: str, export) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, title, name, files)
         if path:
-            self._export(self.export_gif, path)
-
-    def _export_strip_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export trajectory as a PNG strip",
-                                              "trajectory.png", "PNG images (*.png)")
-        if path:
-            self._export(self.export_png_strip, path)
+            self._export(export, path)
 
     def _export(self, export, path: str) -> None:
         try:
@@ -482,8 +495,3 @@ class TrajectoryPanel(QWidget):
         """Evenly spaced frames of x_t side by side, each labelled with its t; the count."""
         return export_png_strip(self, path)
 
-
-def _inside(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Which rows of points (N, 2) lie in the box [lo, hi] (NaN rows count as inside)."""
-    finite = np.all(np.isfinite(points), axis=1)
-    return ~finite | np.all((points >= lo) & (points <= hi), axis=1)

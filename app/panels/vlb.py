@@ -9,7 +9,7 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from app.widgets.plots import link_x, make_plot, pen
+from app.widgets.plots import link_x, make_plot, pen, rename_curve
 from core.options import nll_unit
 
 HISTORY_PROBES = 4  # earlier probes drawn faded
@@ -84,7 +84,7 @@ class VlbPanel(QWidget):
     def _show_unit(self) -> None:
         self.unit = nll_unit(self.session.data_kind() or "image")
         self.vlbPlot.getPlotItem().setLabel("left", self.unit.label)
-        self.vlb_curve.opts["name"] = f"L_t (latest probe, {self.unit.label})"
+        rename_curve(self.vlbPlot, self.vlb_curve, f"L_t (latest probe, {self.unit.label})")
         for curve in [self.vlb_curve, *self.old_vlb]:
             curve.unit = self.unit.key          # the CSV's unit column (export_csv)
 

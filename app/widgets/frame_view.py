@@ -34,6 +34,12 @@ def points_range(frames, data=None) -> tuple[np.ndarray, np.ndarray, int]:
     return low, high, left_out
 
 
+def inside_box(points: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Which rows of points (N, 2) lie in the box [lo, hi] (NaN rows count as inside)."""
+    finite = np.all(np.isfinite(points), axis=1)
+    return ~finite | np.all((points >= lo) & (points <= hi), axis=1)
+
+
 def _points_view(plot: pg.PlotItem) -> None:
     plot.setAspectLocked(True)
     plot.showGrid(x=True, y=True, alpha=0.15)

@@ -30,15 +30,23 @@ def pen(index_or_color, width: float = 1.5, style=Qt.PenStyle.SolidLine, alpha: 
 class DecadeAxis(pg.AxisItem):
     """A y axis whose log mode labels the decades only (10⁻⁴, 10⁻³, …) when two or more are
     in view: the minor ticks between them stay unlabelled marks instead of a wall of
-    numbers. With less than two decades in view the minor ticks keep their labels."""
+    numbers. With less than two decades in view it labels 1, 2 and 5 of each decade."""
 
     def logTickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
         strings = super().logTickStrings(values, scale, spacing)
+        if spacing is not None:
+            return strings
+        # the minor level: it holds the decades too
         low, high = sorted(self.range)
-        decades_in_view = math.floor(high) - math.ceil(low) + 1
-        if spacing is None and decades_in_view >= 2:   # the minor level
-            return ["" for _ in strings]
-        return strings
+        labelled = (1,) if math.floor(high) - math.ceil(low) + 1 >= 2 else (1, 2, 5)
+        return [text if _mantissa(value) in labelled else ""
+                for value, text in zip(values, strings, strict=True)]
+
+
+def _mantissa(log_value: float) -> int:
+    """The leading digit 1..9 of 10**log_value (0 when it is no whole digit)."""
+    mantissa = 10 ** (log_value - math.floor(log_value + 1e-9))
+    return round(mantissa) if abs(mantissa - round(mantissa)) < 1e-6 else 0
 
 
 def make_plot(object_name: str, title: str = "", x_label: str = "", y_label: str = "",
@@ -88,6 +96,15 @@ def show_in_legend(plot: pg.PlotWidget, item, visible: bool) -> None:
         legend.addItem(item, item.name())
     elif not visible and listed:
         legend.removeItem(item)
+
+
+def rename_curve(plot: pg.PlotWidget, item, name: str) -> None:
+    """Give `item` a new name, in its legend entry too (and so in CSV exports)."""
+    item.opts["name"] = name
+    legend = plot.getPlotItem().legend
+    label = legend.getLabel(item) if legend is not None else None
+    if label is not None:
+        label.setText(name)
 
 
 def set_bounds_ignored(plot: pg.PlotWidget, item, ignored: bool) -> None:
