@@ -1,14 +1,21 @@
-"""Screenshots of every panel after a real short training, for the README.
+"""Screenshots of every panel after a real training, for the README.
 
-Trains the 2-D toy (8 Gaussians, learned variance so Sigma_theta shows) and a tiny MNIST
-UNet through the real window (offscreen, CPU), samples, then saves one PNG per tab:
+Two runs through the real window (offscreen, CPU), each sampled, then one PNG per tab:
 docs/screenshots/{toy-2d,mnist}-{loss,schedule,entropy,vlb,trajectories,forward,model}.png,
-palette-quantised to stay small. During the 2-D training it also saves the Entropy panel
-at the probes of --series steps (docs/screenshots/toy-2d-entropy-step<N>.png): the learned
-Sigma_theta and the Analytic-DPM variance approaching the exact truth.
+palette-quantised to stay small. The settings (the README's captions say them):
 
-    .venv/bin/python docs/make_screenshots.py [--toy-steps 6000] [--mnist-steps 400]
-        [--series 300,1500,3000,6000] [--only toy]
+- toy-2d: the toy-2d preset with variance "learned range" and the hybrid loss (so Σθ shows
+  and the total loss differs from L_simple), 6,000 steps, probes every 100; sampled with
+  DDPM, 100 steps, 1,000 points, seed 0; trails on at 75 % of the trajectory.
+- mnist: the mnist-cpu preset exactly as shipped (16x16 MNIST, 2,400 steps); sampled with
+  the Trajectories panel's defaults for images (DDPM, 100 steps, 36 samples, seed 0).
+
+During the 2-D training it also saves the Entropy panel at the probes of --series steps
+(docs/screenshots/toy-2d-entropy-step<N>.png): the learned Sigma_theta and the Analytic-DPM
+variance approaching the exact truth.
+
+    .venv/bin/python docs/make_screenshots.py [--toy-steps 6000] [--mnist-steps 2400]
+        [--series 300,1500,3000,6000] [--only toy|mnist]
 """
 
 from __future__ import annotations
@@ -85,9 +92,9 @@ class EntropySeries:
 
 
 def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
-        trails: bool, series: list[int] | None = None) -> None:
+        trails: bool, series: list[int] | None = None, preset: str | None = None) -> None:
     window.session.set_trainer(None)
-    window.experiment.set_config(config, preset=None)
+    window.experiment.set_config(config, preset=preset)
     wait_for(lambda: window.session.dataset is not None
              and window.session.dataset.name == config.train.dataset, 120, "the data set")
     wait_for(lambda: (window.session.data_curves or {}).get("T") == config.diffusion.timesteps,
@@ -127,7 +134,8 @@ def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy-steps", type=int, default=6000)
-    parser.add_argument("--mnist-steps", type=int, default=400)
+    parser.add_argument("--mnist-steps", type=int, default=None,
+                        help="train steps of the mnist-cpu run (default: the preset's)")
     parser.add_argument("--series", default="300,1500,3000,6000",
                         help="2-D training steps whose probe is saved as an Entropy-panel image")
     parser.add_argument("--only", choices=("toy", "mnist"), default=None)
@@ -140,10 +148,11 @@ def main(argv=None) -> int:
 
     app = QApplication.instance() or QApplication([])
     app.setStyle("Fusion")
-    from app.__main__ import configure_threads, prewarm_torch
+    from app.__main__ import prewarm_torch
     from app.main_window import MainWindow
     from app.settings import make_settings
     from app.style import apply_style
+    from core.device import configure_threads
     from core.presets import load_preset
 
     apply_style(app)
@@ -162,26 +171,13 @@ def main(argv=None) -> int:
     if args.only in (None, "toy"):
         run(window, "toy-2d", toy, {"sampler": "ddpm", "steps": 100, "n": 1000, "seed": 0}, out,
             frame=0.75, trails=True, series=series)
-    if args.only == "toy":
-        window.close()
-        return 0
-
-    mnist = load_preset("mnist-ddpm")
-    mnist.model.channels = 16
-    mnist.model.channel_mult = (1, 2)
-    mnist.model.num_res_blocks = 1
-    mnist.model.attention_resolutions = ()
-    mnist.model.dropout = 0.0
-    mnist.diffusion.schedule = "cosine"
-    mnist.train.batch_size = 64
-    mnist.train.lr = 2e-3
-    mnist.train.warmup_steps = 50
-    mnist.train.ema_decay = 0.99
-    mnist.train.steps = args.mnist_steps
-    mnist.train.probe_every = 100
-    mnist.train.log_every = 5
-    run(window, "mnist", mnist, {"sampler": "ddim", "steps": 50, "eta": 0.0, "n": 36, "seed": 0},
-        out, frame=0.6, trails=False)
+    if args.only in (None, "mnist"):
+        mnist = load_preset("mnist-cpu")
+        if args.mnist_steps is not None:
+            mnist.train.steps = args.mnist_steps
+        run(window, "mnist", mnist, {"sampler": "ddpm", "steps": 100, "n": 36, "seed": 0},
+            out, frame=0.6, trails=False,
+            preset="mnist-cpu" if args.mnist_steps is None else None)
     window.close()
     return 0
 
