@@ -38,6 +38,11 @@ LIMITS: dict[str, tuple[float, float | None]] = {
     "model.dropout": (0.0, 0.9),
     "model.hidden": (8, 8192),
     "model.mlp_blocks": (1, 32),
+    "model.num_head_channels": (0, 1024),
+    "model.norm_groups": (1, 128),
+    "model.norm_eps": (1e-12, 0.1),
+    "model.time_freq_shift": (0.0, 16.0),
+    "model.time_scale": (1e-3, 1e3),
     "diffusion.timesteps": (2, 20000),
     "diffusion.lambda_vlb": (0.0, 1000.0),
     "train.num_samples": (16, 10_000_000),
@@ -133,6 +138,18 @@ class ModelConfig:
     # recompute the UNet's res-block activations in the backward pass: less memory, about
     # a third more compute (the weights and the numbers do not change)
     checkpointing: bool = False
+    # UNet details of networks opened from diffusers or improved-/guided-diffusion
+    # (core.interop; see core.models.unet.UNet); the defaults are this explorer's own UNet
+    num_head_channels: int = 0        # > 0: heads of this width instead of num_heads
+    scale_shift_norm: bool = True     # False: the time embedding is added before the norm
+    resblock_updown: bool = False     # resample with res blocks (guided-diffusion)
+    norm_groups: int = 32             # GroupNorm groups (gcd with the width)
+    norm_eps: float = 1e-5
+    time_cos_first: bool = True       # sinusoids [cos, sin] (diffusers' flip_sin_to_cos)
+    time_freq_shift: float = 0.0      # frequencies 10000^(-j / (half - shift))
+    time_scale: float = 1.0           # the network sees t * time_scale (1000/T: rescaled t)
+    downsample_padding: int = 1       # 0: pad right and bottom only (DDPM's TensorFlow code)
+    middle_attention_norm: bool = True
 
     def validate(self) -> None:
         prefix = "model"
@@ -158,8 +175,18 @@ class ModelConfig:
         _check_float(f"{prefix}.dropout", self.dropout)
         _check_int(f"{prefix}.hidden", self.hidden)
         _check_int(f"{prefix}.mlp_blocks", self.mlp_blocks)
-        if not isinstance(self.checkpointing, bool):
-            raise ConfigError(f"{prefix}.checkpointing", self.checkpointing, "must be true or false")
+        for name in ("checkpointing", "scale_shift_norm", "resblock_updown", "time_cos_first",
+                     "middle_attention_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{prefix}.{name}", getattr(self, name), "must be true or false")
+        _check_int(f"{prefix}.num_head_channels", self.num_head_channels)
+        _check_int(f"{prefix}.norm_groups", self.norm_groups)
+        _check_float(f"{prefix}.norm_eps", self.norm_eps)
+        _check_float(f"{prefix}.time_freq_shift", self.time_freq_shift)
+        _check_float(f"{prefix}.time_scale", self.time_scale)
+        if isinstance(self.downsample_padding, bool) or self.downsample_padding not in (0, 1):
+            raise ConfigError(f"{prefix}.downsample_padding", self.downsample_padding,
+                              "must be 1 (every side) or 0 (right and bottom only)")
 
 
 @dataclass

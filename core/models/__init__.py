@@ -29,14 +29,16 @@ from core.models.unet import ArchitectureError, UNet, feature_map_sizes
 __all__ = [
     "ArchitectureError", "AttentionBlock", "Downsample", "EmbedSequential", "MLPDenoiser",
     "MLPResBlock", "ModuleRow", "ResBlock", "SinusoidalEmbedding", "UNet", "Upsample",
-    "build_model", "count_parameters", "describe_model", "feature_map_sizes",
+    "UNET_OPTIONS", "build_model", "count_parameters", "describe_model", "feature_map_sizes",
+    "unet_options",
 ]
 
 # UNet constructor argument -> ModelConfig field, to name the field in ConfigError.
 _CONFIG_FIELDS = {
     "model_channels": "channels", "channel_mult": "channel_mult",
     "attention_resolutions": "attention_resolutions", "num_heads": "num_heads",
-    "num_res_blocks": "num_res_blocks",
+    "num_res_blocks": "num_res_blocks", "num_head_channels": "num_head_channels",
+    "norm_groups": "norm_groups",
 }
 
 
@@ -73,6 +75,7 @@ def build_model(model_config: ModelConfig, data_shape: Sequence[int],
                 channel_mult=model_config.channel_mult,
                 num_heads=model_config.num_heads,
                 num_classes=num_classes,
+                **unet_options(model_config),
             ).set_checkpointing(model_config.checkpointing)
         except ArchitectureError as exc:
             if exc.argument not in _CONFIG_FIELDS:
@@ -91,6 +94,17 @@ def build_model(model_config: ModelConfig, data_shape: Sequence[int],
         )
     raise ValueError(f"data_shape must be (C, H, W) for images or (D,) for vectors, "
                      f"got {data_shape}")
+
+
+# ModelConfig fields passed to the UNet under the same name (details of imported networks)
+UNET_OPTIONS = ("num_head_channels", "scale_shift_norm", "resblock_updown", "norm_groups",
+                "norm_eps", "time_cos_first", "time_freq_shift", "time_scale",
+                "downsample_padding", "middle_attention_norm")
+
+
+def unet_options(model_config: ModelConfig) -> dict:
+    """The UNet keyword arguments of model_config's UNET_OPTIONS fields."""
+    return {name: getattr(model_config, name) for name in UNET_OPTIONS}
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

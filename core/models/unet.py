@@ -80,6 +80,16 @@ class UNet(nn.Module):
     class of classifier-free guidance, and y=None means the null class for every sample.
     For a learned variance pass out_channels = 2 * in_channels ([eps, v] along dim 1).
 
+    Options for networks trained elsewhere (core.interop maps diffusers' UNet2DModel and
+    improved-/guided-diffusion onto them); every default is this explorer's own UNet:
+    num_head_channels > 0 gives each attention layer C / num_head_channels heads (instead of
+    num_heads); scale_shift_norm=False adds the embedding before the second norm of a res
+    block; resblock_updown resamples with res blocks (avg pool / nearest) instead of the
+    strided conv and the upsampling conv; norm_groups / norm_eps set every GroupNorm (gcd
+    with the width, as group_norm); time_cos_first, time_freq_shift, time_scale shape the
+    sinusoidal features (SinusoidalEmbedding); downsample_padding 0 pads only right and
+    bottom (Downsample); middle_attention_norm=False drops the middle attention's GroupNorm.
+
     forward: x (B, in_channels, S, S) with S = image_size, t (B,) timesteps of the original
     schedule (any int, e.g. up to 20000), y (B,) long or None -> (B, out_channels, S, S).
     """
@@ -89,7 +99,12 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int, model_channels: int, out_channels: int,
                  num_res_blocks: int, attention_resolutions: Sequence[int], image_size: int,
                  dropout: float = 0.0, channel_mult: Sequence[int] = (1, 2, 2),
-                 num_heads: int = 4, num_classes: int | None = None):
+                 num_heads: int = 4, num_classes: int | None = None, *,
+                 num_head_channels: int = 0, scale_shift_norm: bool = True,
+                 resblock_updown: bool = False, norm_groups: int = 32, norm_eps: float = 1e-5,
+                 time_cos_first: bool = True, time_freq_shift: float = 0.0,
+                 time_scale: float = 1.0, downsample_padding: int = 1,
+                 middle_attention_norm: bool = True):
         super().__init__()
         channel_mult = tuple(channel_mult)
         attention_resolutions = tuple(attention_resolutions)
@@ -98,13 +113,17 @@ class UNet(nn.Module):
         _check_positive_int("out_channels", out_channels)
         _check_positive_int("num_res_blocks", num_res_blocks)
         _check_positive_int("num_heads", num_heads)
+        _check_positive_int("norm_groups", norm_groups)
+        if num_head_channels:
+            _check_positive_int("num_head_channels", num_head_channels)
         if num_classes is not None:
             _check_positive_int("num_classes", num_classes)
         if not all(isinstance(m, int) and m >= 1 for m in channel_mult):
             raise ArchitectureError("channel_mult", channel_mult, "must be positive integers")
         sizes = feature_map_sizes(image_size, channel_mult)
         _check_attention(attention_resolutions, sizes, image_size, model_channels,
-                         channel_mult, num_heads)
+                         channel_mult, num_head_channels or num_heads,
+                         "num_head_channels" if num_head_channels else "num_heads")
 
         self.in_channels = in_channels
         self.model_channels = model_channels
@@ -115,7 +134,9 @@ class UNet(nn.Module):
         self.channel_mult = channel_mult
 
         emb_channels = 4 * model_channels
-        self.time_features = SinusoidalEmbedding(model_channels)
+        self.time_features = SinusoidalEmbedding(model_channels, cos_first=time_cos_first,
+                                                 freq_shift=time_freq_shift,
+                                                 time_scale=time_scale)
         self.time_embed = nn.Sequential(
             nn.Linear(model_channels, emb_channels), nn.SiLU(),
             nn.Linear(emb_channels, emb_channels),
@@ -123,10 +144,20 @@ class UNet(nn.Module):
         self.label_embed = (nn.Embedding(num_classes + 1, emb_channels)
                             if num_classes is not None else None)
 
+        norm = {"norm_groups": norm_groups, "norm_eps": norm_eps}
+
+        def res_block(ch_in: int, ch_out: int, resample: str | None = None) -> ResBlock:
+            return ResBlock(ch_in, emb_channels, ch_out, dropout, resample=resample,
+                            scale_shift_norm=scale_shift_norm, **norm)
+
+        def attention(ch: int, with_norm: bool = True) -> AttentionBlock:
+            heads = ch // num_head_channels if num_head_channels else num_heads
+            return AttentionBlock(ch, heads, norm=with_norm, **norm)
+
         def res_stage(ch_in: int, ch_out: int, size: int) -> EmbedSequential:
-            layers: list[nn.Module] = [ResBlock(ch_in, emb_channels, ch_out, dropout)]
+            layers: list[nn.Module] = [res_block(ch_in, ch_out)]
             if size in attention_resolutions:
-                layers.append(AttentionBlock(ch_out, num_heads))
+                layers.append(attention(ch_out))
             return EmbedSequential(*layers)
 
         self.input_blocks = nn.ModuleList(
@@ -139,14 +170,13 @@ class UNet(nn.Module):
                 ch = model_channels * mult
                 skip_channels.append(ch)
             if level < len(channel_mult) - 1:
-                self.input_blocks.append(EmbedSequential(Downsample(ch)))
+                self.input_blocks.append(EmbedSequential(
+                    res_block(ch, ch, "down") if resblock_updown
+                    else Downsample(ch, downsample_padding)))
                 skip_channels.append(ch)
 
         self.middle_block = EmbedSequential(
-            ResBlock(ch, emb_channels, ch, dropout),
-            AttentionBlock(ch, num_heads),
-            ResBlock(ch, emb_channels, ch, dropout),
-        )
+            res_block(ch, ch), attention(ch, middle_attention_norm), res_block(ch, ch))
 
         self.output_blocks = nn.ModuleList()
         for level in reversed(range(len(channel_mult))):
@@ -155,11 +185,11 @@ class UNet(nn.Module):
                 stage = res_stage(ch + skip_channels.pop(), model_channels * mult, size)
                 ch = model_channels * mult
                 if level > 0 and i == num_res_blocks:
-                    stage.append(Upsample(ch))
+                    stage.append(res_block(ch, ch, "up") if resblock_updown else Upsample(ch))
                 self.output_blocks.append(stage)
 
         self.out = nn.Sequential(
-            group_norm(ch), nn.SiLU(),
+            group_norm(ch, norm_groups, norm_eps), nn.SiLU(),
             zero_module(nn.Conv2d(ch, out_channels, 3, padding=1)),
         )
 
@@ -226,7 +256,10 @@ def _check_positive_int(argument: str, value: Any) -> None:
 
 
 def _check_attention(attention_resolutions: tuple[int, ...], sizes: list[int], image_size: int,
-                     model_channels: int, channel_mult: tuple[int, ...], num_heads: int) -> None:
+                     model_channels: int, channel_mult: tuple[int, ...], num_heads: int,
+                     argument: str = "num_heads") -> None:
+    """Attention only at feature-map sizes the model has; `num_heads` (the number of heads,
+    or with argument "num_head_channels" the width of one) divides every attention width."""
     missing = [r for r in attention_resolutions if r not in sizes]
     if missing:
         raise ArchitectureError(
@@ -241,7 +274,7 @@ def _check_attention(attention_resolutions: tuple[int, ...], sizes: list[int], i
     bad = sorted(w for w in attention_widths if w % num_heads)
     if bad:
         raise ArchitectureError(
-            "num_heads", num_heads,
+            argument, num_heads,
             f"must divide the channel count of every attention layer {sorted(attention_widths)}; "
             f"{bad} are not divisible by {num_heads}",
         )
