@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.history import MetricHistory
+from core.build import schedule_from_config
 from core.config import ExperimentConfig
 from core.schedule import NoiseSchedule
 
@@ -87,8 +88,9 @@ class Session(QObject):
         self.config = config
         self.config_valid = True
         new = config.diffusion
-        if old is None or (old.schedule, old.timesteps) != (new.schedule, new.timesteps):
-            self.schedule = NoiseSchedule.from_name(new.schedule, new.timesteps)
+        key = ("schedule", "timesteps", "sigma_min", "sigma_max")
+        if old is None or [getattr(old, k) for k in key] != [getattr(new, k) for k in key]:
+            self.schedule = schedule_from_config(new)
             self.schedule_changed.emit(self.schedule)
         self.config_changed.emit(config)
 

@@ -13,7 +13,7 @@ from core.data import Dataset, get_dataset
 from core.diffusion import GaussianDiffusion
 from core.models import build_model
 from core.options import DataKind
-from core.schedule import NoiseSchedule, get_betas
+from core.schedule import NoiseSchedule
 
 
 def dataset_key(config: ExperimentConfig) -> tuple:
@@ -34,10 +34,16 @@ def diffusion_from_config(config: ExperimentConfig, data_kind: str) -> GaussianD
     """The GaussianDiffusion of config.diffusion on its schedule; data_kind is the data
     set's kind ("image", or "vector" / "continuous")."""
     d = config.diffusion
-    schedule = NoiseSchedule(get_betas(d.schedule, d.timesteps))
+    schedule = schedule_from_config(d)
     return GaussianDiffusion(schedule, mean_type=d.mean_type, var_type=d.variance_type,
                              loss_type=d.loss_type, lambda_vlb=d.lambda_vlb,
                              data_kind=DataKind.of_data(data_kind))
+
+
+def schedule_from_config(d) -> NoiseSchedule:
+    """The NoiseSchedule of a DiffusionConfig (its schedule's own settings included)."""
+    return NoiseSchedule.from_name(d.schedule, d.timesteps, sigma_min=d.sigma_min,
+                                   sigma_max=d.sigma_max)
 
 
 def model_num_classes(config: ExperimentConfig, dataset: Dataset) -> int | None:

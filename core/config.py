@@ -45,6 +45,8 @@ LIMITS: dict[str, tuple[float, float | None]] = {
     "model.time_scale": (1e-3, 1e3),
     "diffusion.timesteps": (2, 20000),
     "diffusion.lambda_vlb": (0.0, 1000.0),
+    "diffusion.sigma_min": (1e-4, 10.0),
+    "diffusion.sigma_max": (0.01, 1e5),
     "train.num_samples": (16, 10_000_000),
     "train.label_dropout": (0.0, 1.0),
     "train.batch_size": (1, 65536),
@@ -202,6 +204,8 @@ class DiffusionConfig:
     loss_type: str = "simple"
     lambda_vlb: float = 0.001
     timestep_sampler: str = "uniform"
+    sigma_min: float = 0.01         # the "ve" schedule's noise levels (NCSN; core.sde.VESDE)
+    sigma_max: float = 10.0
 
     @property
     def learns_sigma(self) -> bool:
@@ -217,6 +221,11 @@ class DiffusionConfig:
         _check_choice(f"{prefix}.loss_type", self.loss_type, LOSS_TYPES)
         _check_float(f"{prefix}.lambda_vlb", self.lambda_vlb)
         _check_choice(f"{prefix}.timestep_sampler", self.timestep_sampler, TIMESTEP_SAMPLERS)
+        _check_float(f"{prefix}.sigma_min", self.sigma_min)
+        _check_float(f"{prefix}.sigma_max", self.sigma_max)
+        if self.sigma_max <= self.sigma_min:
+            raise ConfigError(f"{prefix}.sigma_max", self.sigma_max,
+                              f"must exceed diffusion.sigma_min ({self.sigma_min})")
         if self.timestep_sampler == "loss-aware" and self.loss_type == "simple":
             raise ConfigError(f"{prefix}.timestep_sampler", self.timestep_sampler,
                               "loss-aware sampling needs loss_type 'vlb' or 'hybrid'")

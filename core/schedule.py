@@ -15,6 +15,7 @@ the improved-DDPM reference code.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -70,13 +71,33 @@ def sigmoid_betas(num_timesteps: int) -> np.ndarray:
         / (sigmoid(end) - sigmoid(start)), num_timesteps)
 
 
+def ve_betas(num_timesteps: int, sigma_min: float = 0.01, sigma_max: float = 10.0) -> np.ndarray:
+    """The variance-exploding process of Song & Ermon (NCSN) in DDPM's variables: noise
+    levels sigma_i = sigma_min (sigma_max / sigma_min)^(i / (T-1)) (geometric), x~_i = x_0 +
+    sigma_i z. Scaled, x_i = x~_i / sqrt(1 + sigma_i^2) is exactly a DDPM chain with
+    abar_i = 1 / (1 + sigma_i^2), so beta_i = 1 - abar_i / abar_{i-1} (abar_{-1} = 1): the
+    model sees x~ times c_in = 1 / sqrt(1 + sigma^2) (Karras et al. 2022's input scaling)
+    and eps-prediction with L_simple is denoising score matching with lambda(sigma) =
+    sigma^2 (s = -eps / sigma; see core/sde.py)."""
+    if num_timesteps == 1:
+        sigmas = np.array([float(sigma_max)])
+    else:
+        sigmas = sigma_min * (sigma_max / sigma_min) ** (np.arange(num_timesteps) / (num_timesteps - 1))
+    abar = 1.0 / (1.0 + sigmas ** 2)
+    return 1.0 - abar / np.append(1.0, abar[:-1])
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """A beta schedule: its name (configs, checkpoints), UI label and betas(T) -> (T,)."""
+    """A beta schedule: its name (configs, checkpoints), UI label and betas(T, **params)
+    -> (T,); params: the config fields (diffusion.<name>) it reads; process: "vp" (the
+    DDPM chain, core.sde.VPSDE) or "ve" (variance exploding, core.sde.VESDE)."""
 
     name: str
     label: str
-    betas: Callable[[int], np.ndarray]
+    betas: Callable[..., np.ndarray]
+    params: tuple[str, ...] = ()
+    process: str = "vp"
 
 
 # The registry of beta schedules: one line per schedule; config, CLI and app read it.
@@ -85,12 +106,15 @@ SCHEDULES: dict[str, ScheduleSpec] = {spec.name: spec for spec in (
     ScheduleSpec("cosine", "cosine (Nichol & Dhariwal)", cosine_betas),
     ScheduleSpec("sigmoid", "sigmoid (Jabri et al.)", sigmoid_betas),
     ScheduleSpec("quadratic", "quadratic", quadratic_betas),
+    ScheduleSpec("ve", "VE geometric σ (Song & Ermon)", ve_betas,
+                 params=("sigma_min", "sigma_max"), process="ve"),
 )}
 SCHEDULE_NAMES = tuple(SCHEDULES)
 
 
-def get_betas(name: str, num_timesteps: int) -> np.ndarray:
-    """The beta schedule `name` with `num_timesteps` steps: float64 array of shape (T,).
+def get_betas(name: str, num_timesteps: int, **params) -> np.ndarray:
+    """The beta schedule `name` with `num_timesteps` steps: float64 array of shape (T,);
+    params: the schedule's own settings (its ScheduleSpec.params; others are ignored).
 
     - "linear": Ho et al., beta linear from 1e-4 to 0.02 at T=1000; both ends scaled by
       1000/T so any T gives a similar total noise. For T < 50 the scaled end exceeds 0.999
@@ -101,6 +125,7 @@ def get_betas(name: str, num_timesteps: int) -> np.ndarray:
       s = t/T, beta_t = 1 - abar((t+1)/T) / abar(t/T), clipped at 0.999.
     - "sigmoid": Jabri et al. 2022 (as in denoising-diffusion-pytorch), abar(s) =
       (sigmoid(3) - sigmoid(6 s - 3)) / (sigmoid(3) - sigmoid(-3)); beta from abar as above.
+    - "ve": Song & Ermon's geometric noise levels sigma_min..sigma_max (ve_betas).
     """
     if isinstance(num_timesteps, bool) or not isinstance(num_timesteps, (int, np.integer)):
         raise ValueError(f"num_timesteps must be an integer, got {num_timesteps!r}")
@@ -112,7 +137,8 @@ def get_betas(name: str, num_timesteps: int) -> np.ndarray:
         raise ValueError(
             f"schedule name {name!r} is unknown; choose one of {', '.join(SCHEDULE_NAMES)}"
         )
-    return np.minimum(spec.betas(num_timesteps), MAX_BETA)
+    own = {key: float(value) for key, value in params.items() if key in spec.params}
+    return np.minimum(spec.betas(num_timesteps, **own), MAX_BETA)
 
 
 def extract(arr: np.ndarray, t: torch.Tensor, shape: Sequence[int],
@@ -139,6 +165,8 @@ class NoiseSchedule:
     timestep of each index; identity unless respaced; float64 where a spacing chose
     fractional timesteps, core.spacing); base (the unrespaced schedule).
     """
+
+    process: tuple = ("vp",)    # ("ve", sigma_min, sigma_max) for the VE schedule (from_name)
 
     def __init__(self, betas, timestep_map=None, base: NoiseSchedule | None = None):
         betas = np.asarray(betas, dtype=np.float64)
@@ -190,9 +218,17 @@ class NoiseSchedule:
         self.log_snr = np.log(self.alphas_cumprod) - np.log(one_minus_abar)
 
     @classmethod
-    def from_name(cls, name: str, num_timesteps: int) -> NoiseSchedule:
-        """NoiseSchedule(get_betas(name, num_timesteps))."""
-        return cls(get_betas(name, num_timesteps))
+    def from_name(cls, name: str, num_timesteps: int, **params) -> NoiseSchedule:
+        """NoiseSchedule(get_betas(name, num_timesteps, **params)), knowing its process:
+        `process` is ("vp",) or, for "ve", ("ve", sigma_min, sigma_max) (core.sde reads it;
+        respaced schedules read their base's)."""
+        schedule = cls(get_betas(name, num_timesteps, **params))
+        spec = SCHEDULES[name]
+        if spec.process == "ve":
+            defaults = inspect.signature(spec.betas).parameters
+            schedule.process = ("ve", *(float(params.get(key, defaults[key].default))
+                                        for key in spec.params))
+        return schedule
 
     def respace(self, use_timesteps) -> NoiseSchedule:
         """The schedule that visits only `use_timesteps` (indices into this schedule).

@@ -40,17 +40,19 @@ def ring():
 def test_fixed_samplers_call_the_network_as_often_as_they_declare(ring):
     data, diffusion, model = ring
     names = [s.name for s in registry.samplers() if not s.adaptive]
-    settings = LabSettings(samplers=names, nfe=[4, 9], n=50)
+    settings = LabSettings(samplers=names, nfe=[4, 30], n=50)
     points = run_lab(model, diffusion, (2,), settings, lambda x: {}, device="cpu")
     counted = {}
     import core.lab as lab
 
     for name in names:                              # count on the eager path directly
         spec = registry.get_sampler(name)
-        steps = steps_for(spec, 9, diffusion.num_timesteps)
+        steps = steps_for(spec, 30, diffusion.num_timesteps)
         calls = lab._CallCounter(model)
-        lab.sample(calls, diffusion, 50, (2,), sampler=name, steps=steps, record_every=10**9)
-        counted[name] = (calls.count, spec.network_calls(steps))
+        options = {"langevin_steps": 3, "corrector_steps": 2}     # not the defaults
+        lab.sample(calls, diffusion, 50, (2,), sampler=name, steps=steps, options=options,
+                   record_every=10**9)
+        counted[name] = (calls.count, spec.network_calls(steps, options))
     assert all(got == declared for got, declared in counted.values()), counted
     assert {p.sampler for p in points} == set(names)
 
@@ -59,7 +61,7 @@ def test_with_the_exact_eps_every_sampler_falls_to_the_data_floor(ring):
     data, diffusion, model = ring
     score, floor = point_scorer(data, 2000)
     names = list(registry.sampler_names())
-    settings = LabSettings(samplers=names, nfe=[5, 250], spacing="logsnr", n=2000, seed=1)
+    settings = LabSettings(samplers=names, nfe=[5, 20, 250], spacing="logsnr", n=2000, seed=1)
     points = run_lab(model, diffusion, (2,), settings, score)
     for name in names:
         runs = sorted((p for p in points if p.sampler == name), key=lambda p: p.nfe)

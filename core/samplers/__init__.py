@@ -8,7 +8,19 @@ DDPM and DDIM modules beside this file) and one `register(...)` line below.
 
 from __future__ import annotations
 
-from core.samplers import ddim, ddpm, dpm_singlestep, dpmpp_2m, euler, heun, rk45, unipc
+from core.samplers import (
+    ddim,
+    ddpm,
+    dpm_singlestep,
+    dpmpp_2m,
+    euler,
+    heun,
+    langevin,
+    pc,
+    reverse_sde,
+    rk45,
+    unipc,
+)
 from core.samplers.base import OptionSpec, SamplerRun, SamplerSpec, StepOutput
 
 __all__ = ["DEFAULT_SAMPLER", "OptionSpec", "SamplerRun", "SamplerSpec", "StepOutput",
@@ -77,4 +89,7 @@ register(euler.SPEC)
 register(euler.SPEC_ANCESTRAL)
 register(heun.SPEC)
 register(rk45.SPEC)
+register(reverse_sde.SPEC)
+register(pc.SPEC)
+register(langevin.SPEC)
 DEFAULT_SAMPLER = ddpm.SPEC.name

@@ -194,7 +194,9 @@ class SamplerSpec:
     SamplerRun on the respaced diffusion (and dtype=... for float64 analysis); nfe(steps): the network calls of a run when
     they are not steps x model_calls_per_step (see network_calls); order: the global order
     of a deterministic solver of the probability-flow ODE (its error shrinks as h^order,
-    tests/test_solver_orders.py measures it), None for stochastic samplers.
+    tests/test_solver_orders.py measures it), None for stochastic samplers;
+    calls_per_step(options): network calls per step where an option sets them (Langevin,
+    predictor-corrector); the run then takes steps x that many sub-steps.
     """
 
     name: str
@@ -209,10 +211,15 @@ class SamplerSpec:
     adaptive: bool = False
     nfe: Callable[[int], int] | None = None
     order: int | None = None
+    calls_per_step: Callable[[dict], int] | None = None
 
-    def network_calls(self, steps: int) -> int:
+    def network_calls(self, steps: int, options: dict | None = None) -> int:
         """Network evaluations of a run of `steps` steps (`nfe(steps)` where a sampler
-        differs from steps x model_calls_per_step, e.g. a cheaper last step)."""
+        differs from steps x model_calls_per_step, e.g. a cheaper last step;
+        steps x calls_per_step(options) where an option sets it, e.g. Langevin's K steps
+        per noise level; options default as resolve_options gives them)."""
+        if self.calls_per_step is not None:
+            return steps * self.calls_per_step(self.resolve_options(options))
         return self.nfe(steps) if self.nfe is not None else steps * self.model_calls_per_step
 
     def option_names(self) -> tuple[str, ...]:
