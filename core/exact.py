@@ -45,7 +45,12 @@ class ExactEps(nn.Module):
 
     def score(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """grad_x log q_t(x), (B, D) float64."""
-        abar = self.alpha_bar(t).reshape(-1, 1, 1)                          # (B, 1, 1)
+        return self.score_abar(x, self.alpha_bar(t))
+
+    def score_abar(self, x: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        """grad_x log q(x) where q is the data's law after noising to abar (B,) (any value
+        in (0, 1], also between or below the schedule's steps), (B, D) float64."""
+        abar = abar.double().reshape(-1, 1, 1)                               # (B, 1, 1)
         var = abar * self.std ** 2 + 1.0 - abar
         centres = abar.sqrt() * self.means.to(x.device)[None]               # (B, K, D)
         diff = centres - x.double()[:, None, :]
@@ -55,7 +60,11 @@ class ExactEps(nn.Module):
 
     def log_density(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """log q_t(x) in nats, (B,) float64 (the score is its gradient)."""
-        abar = self.alpha_bar(t).reshape(-1, 1)
+        return self.log_density_abar(x, self.alpha_bar(t))
+
+    def log_density_abar(self, x: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+        """log q(x) after noising to abar (B,); abar = 1: the data's own density."""
+        abar = abar.double().reshape(-1, 1)
         var = abar * self.std ** 2 + 1.0 - abar                              # (B, 1)
         centres = abar.sqrt()[..., None] * self.means.to(x.device)[None]
         sq = ((x.double()[:, None, :] - centres) ** 2).sum(-1)               # (B, K)
@@ -63,6 +72,12 @@ class ExactEps(nn.Module):
         log_joint = (self.log_weights.to(x.device)[None] - sq / (2 * var)
                      - 0.5 * dim * (math.log(2 * math.pi) + torch.log(var)))
         return torch.logsumexp(log_joint, dim=1)
+
+    def eps_at_sigma(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """eps*(x) at VE sigma (B,) (abar = 1 / (1 + sigma^2), exact at any sigma >= 0,
+        unlike `forward`, whose timesteps clip to the schedule's range), x's dtype."""
+        abar = 1.0 / (1.0 + sigma.double() ** 2)
+        return (-(1.0 - abar).sqrt()[:, None] * self.score_abar(x, abar)).to(x.dtype)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
         abar = self.alpha_bar(t).reshape(-1, 1)

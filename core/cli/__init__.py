@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from core.cli import compare, evaluate, sample, train
+from core.cli import compare, evaluate, likelihood, sample, train
 from core.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_RUNTIME,
@@ -27,7 +27,8 @@ __all__ = ["EXIT_INTERRUPTED", "EXIT_RUNTIME", "EXIT_USAGE", "OOM_ADVICE", "TEST
 OOM_ADVICE = ("out of memory: lower train.batch_size or the model size (model.channels, "
               "model.hidden) in the config, sample fewer at once (--n, --batch-size), or choose "
               "another --device")
-COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "compare-samplers": compare}
+COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "compare-samplers": compare,
+            "likelihood": likelihood}
 
 
 def build_parser() -> Parser:
