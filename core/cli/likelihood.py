@@ -68,7 +68,8 @@ def _points(args, source, dataset_fn):
         try:
             array = np.load(args.points, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise UsageError(f"--points {args.points}: cannot be read as a .npy array ({exc})")
+            raise UsageError(f"--points {args.points}: cannot be read as a .npy array "
+                             f"({exc})") from None
         if array.ndim < 2 or tuple(array.shape[1:]) != tuple(source.data_shape):
             raise UsageError(f"--points {args.points}: holds shape {tuple(array.shape)}, "
                              f"expected (N, {', '.join(map(str, source.data_shape))})")
@@ -113,8 +114,8 @@ def run(args) -> int:
             if images:
                 x = dequantize(x, generator)
 
-            def progress(fraction, done=start):
-                _bar((done + fraction * len(x)) / len(points))
+            def progress(fraction, done=start, size=len(x)):
+                _bar((done + fraction * size) / len(points))
 
             result = flow(eps, source.diffusion, x.to(device), trace=trace, probes=args.probes,
                           rtol=args.rtol, atol=args.atol, generator=generator,
