@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from core.cli import compare, evaluate, likelihood, sample, train
+from core.cli import compare, evaluate, export, inspect_model, likelihood, sample, train
 from core.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_RUNTIME,
@@ -28,7 +28,7 @@ OOM_ADVICE = ("out of memory: lower train.batch_size or the model size (model.ch
               "model.hidden) in the config, sample fewer at once (--n, --batch-size), or choose "
               "another --device")
 COMMANDS = {"train": train, "sample": sample, "evaluate": evaluate, "compare-samplers": compare,
-            "likelihood": likelihood}
+            "likelihood": likelihood, "inspect": inspect_model, "export": export}
 
 
 def build_parser() -> Parser:

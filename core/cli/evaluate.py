@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import math
 
-from core.cli.common import add_threads, limited_int, training_data
+from core.cli.common import add_threads, limited_int
+from core.cli.source import add_foreign_flags, load_source
 from core.samplers.base import VARIANCE
 
 
 def add_parser(commands) -> None:
     ev = commands.add_parser("evaluate", help="NLL bound and sample quality as one JSON object",
                              description="Evaluate the EMA weights of a checkpoint on its data "
-                             "set's test split: the variational bound (bits/dim for images, "
+                             "set's test split (a model trained elsewhere on --dataset's): the "
+                             "variational bound (bits/dim for images, "
                              "nats/dim for vectors) and, for 2-D toys with a density, the mean "
                              "log-likelihood of generated samples next to the data's own.")
     add_threads(ev)
-    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--checkpoint", required=True,
+                    help="a checkpoint (its EMA weights), a diffusers pipeline or UNet2DModel "
+                         "folder, or an improved-/guided-diffusion .pt (with --model-flags and "
+                         "--dataset)")
+    add_foreign_flags(ev)
     ev.add_argument("--n", type=limited_int("sampling.n"), default=128,
                     help="test examples for the bound (default 128)")
     ev.add_argument("--samples", type=limited_int("sampling.n"), default=2000,
@@ -31,32 +37,31 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from core.checkpoint import load_checkpoint
     from core.device import resolve_device
     from core.metrics import nll_bound, sample_log_likelihood
 
     device = resolve_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint)
-    dataset = training_data(args.checkpoint, checkpoint)
-    model = checkpoint.build_model(ema=True, device=device)
-    diffusion = checkpoint.build_diffusion()
+    source = load_source(args, device)
+    dataset = source.dataset()
+    model, diffusion, num_classes = source.model, source.diffusion, source.num_classes
     if args.variance == "analytic":
         from core.analytic_dpm import analytic_diffusion_from_data, gamma_sample
 
         diffusion = analytic_diffusion_from_data(
             model, diffusion, gamma_sample(dataset.train, seed=args.seed),
-            data_shape=checkpoint.data_shape, num_classes=checkpoint.num_classes,
+            data_shape=source.data_shape, num_classes=num_classes,
             seed=args.seed, device=device)
     bound = nll_bound(model, diffusion, dataset.test, n=args.n, batch_size=args.batch_size,
-                      num_classes=checkpoint.num_classes, seed=args.seed, device=device)
+                      num_classes=num_classes, seed=args.seed, device=device)
     key = "bits_per_dim" if bound["unit"] == "bits/dim" else "nats_per_dim"
     result = {"checkpoint": str(args.checkpoint), "dataset": dataset.name,
-              "step": checkpoint.step, "kind": checkpoint.data_kind, "variance": args.variance,
+              "step": source.step, "kind": "image" if len(source.data_shape) == 3 else "vector",
+              "variance": args.variance,
               key: bound["mean"], f"{key}_stderr": bound["stderr"], "n": bound["n"],
               "prior_" + key: bound["prior_mean"]}
     if dataset.kind == "vector" and dataset.log_density is not None:
         quality = sample_log_likelihood(model, diffusion, dataset, n=args.samples, seed=args.seed,
-                                        device=device, num_classes=checkpoint.num_classes)
+                                        device=device, num_classes=num_classes)
         result.update(samples_log_likelihood=quality["samples"],
                       data_log_likelihood=quality["data"],
                       log_likelihood_gap=quality["difference"],
