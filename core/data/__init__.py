@@ -33,8 +33,8 @@ from core.data.dataset import (
     Dataset,
     image_dataset,
     split_indices,
-    vector_dataset,
 )
+from core.data.drawn import MAX_DRAWN_COMPONENTS, dataset_from_points, drawn_mixture
 from core.data.formats import (
     CIFAR10_CLASSES,
     MAX_CLASSES,
@@ -63,7 +63,7 @@ from core.data.registry import (
     is_vector_dataset,
     load_named,
 )
-from core.data.toys import GaussianMixture, as_points
+from core.data.toys import GaussianMixture
 
 __all__ = [
     "DATASETS",
@@ -75,8 +75,10 @@ __all__ = [
     "DataError",
     "Dataset",
     "GaussianMixture",
+    "MAX_DRAWN_COMPONENTS",
     "dataset_from_points",
     "dataset_label",
+    "drawn_mixture",
     "get_dataset",
     "is_vector_dataset",
     "split_indices",
@@ -213,16 +215,3 @@ def _file_dataset(path: Path, image_size, channels: int, seed: int) -> Dataset:
         f"{path}: not a recognised data file (expected a folder of pictures, a CIFAR batch "
         "or an idx3-ubyte file, optionally gzipped)"
     )
-
-
-def dataset_from_points(points, name: str = DRAWN_DATASET, *, seed: int = 0) -> Dataset:
-    """A vector data set from user-drawn points (N, 2), N >= 2, all finite, kept in the given
-    coordinates (no standardisation); no labels, no density."""
-    array = as_points(points, 2, field=name)
-    if len(array) < 2:
-        raise DataError(f"{name}: need at least 2 points, got {len(array)}")
-    if not np.all(np.isfinite(array)):
-        raise DataError(f"{name}: points must be finite (found NaN or infinity)")
-    return vector_dataset(name, array, seed, source=DRAWN_DATASET,
-                          title=dataset_label(DRAWN_DATASET) if name == DRAWN_DATASET else "")
-
