@@ -64,13 +64,14 @@ def add_parser(commands) -> None:
                      "shape...), so runs of different samplers start from the same x_T")
     for option in sampler_registry.all_options().values():
         users = ", ".join(spec.name for spec in samplers if option in spec.options)
+        flags = list(dict.fromkeys([_flag(option.name), f"--{option.name}"]))
         if option.kind == "choice":
-            smp.add_argument(f"--{option.name}", choices=[v for v, _ in option.choices],
+            smp.add_argument(*flags, dest=option.name, choices=[v for v, _ in option.choices],
                              default=None, help=f"{option.help} (for {users}; default "
                              f"{option.default})")
         else:
-            smp.add_argument(f"--{option.name}", type=bounded_float(option.low, option.high),
-                             default=None,
+            smp.add_argument(*flags, dest=option.name,
+                             type=bounded_float(option.low, option.high), default=None,
                              help=f"{option.help} (for {users}; {option.low:g} to "
                                   f"{option.high:g}, default {option.default:g})")
     smp.add_argument("--device", default="auto")
@@ -79,6 +80,12 @@ def add_parser(commands) -> None:
     smp.add_argument("--npy", help="file of the final samples in data space (float32, N x data "
                      "shape), written to exactly this path, which must end in .npy")
     smp.add_argument("--force", action="store_true", help="overwrite existing --out/--npy files")
+
+
+def _flag(name: str) -> str:
+    """A sampler option's flag: --corrector-steps for corrector_steps (the underscore
+    spelling is accepted too)."""
+    return "--" + name.replace("_", "-")
 
 
 def _check_outputs(args) -> None:
@@ -105,8 +112,8 @@ def _sampler_options(args, spec) -> dict:
         if value is None:
             continue
         if name not in spec.option_names() and value != sampler_registry.all_options()[name].default:
-            raise UsageError(f"--{name} is not an option of --sampler {spec.name}; "
-                             f"{spec.name} takes " + (", ".join(f"--{o}" for o in spec.option_names())
+            raise UsageError(f"{_flag(name)} is not an option of --sampler {spec.name}; "
+                             f"{spec.name} takes " + (", ".join(_flag(o) for o in spec.option_names())
                                                       or "no options"))
         options[name] = value
     return options
