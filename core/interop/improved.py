@@ -71,21 +71,25 @@ def flags_beside(path: Path) -> Path | None:
 def open_improved(path: Path, flags=None, device="cpu", guess: bool = False) -> OpenedModel:
     """The state dict at `path` with `flags` (a dict, a JSON file or pasted text; None: a
     flags file beside it, or with guess=True the flags guessed from the tensors)."""
-    state = read_state(path)
-    guessed = False
     if flags is None:
         flags = flags_beside(path)
-        if flags is None:
-            guessed_flags = guess_flags(state, path)
-            if not guess:
-                raise InteropError(path, "an improved-diffusion state dict needs the flags it was "
-                                         "trained with: give --model-flags '--image_size ...' (or "
-                                         "a JSON file), or put flags.json beside it; guessed from "
-                                         f"its tensors: {flags_text(guessed_flags.flags)}")
-            flags, guessed = guessed_flags.flags, True
-    source = flags if isinstance(flags, Path) else "--model-flags"
-    parsed = parse_flags(flags, source)
-    mapped = map_flags(parsed, source)
+    guessed = False
+    if flags is not None:              # bad flags are refused before the weights are read
+        source = flags if isinstance(flags, Path) else "--model-flags"
+        parsed = parse_flags(flags, source)
+        mapped = map_flags(parsed, source)
+        state = read_state(path)
+    else:
+        state = read_state(path)
+        guessed_flags = guess_flags(state, path)
+        if not guess:
+            raise InteropError(path, "an improved-diffusion state dict needs the flags it was "
+                                     "trained with: give --model-flags '--image_size ...' (or a "
+                                     "JSON file), or put flags.json beside it; guessed from its "
+                                     f"tensors: {flags_text(guessed_flags.flags)}")
+        source, guessed = "flags guessed from the tensors", True
+        parsed = parse_flags(guessed_flags.flags, source)
+        mapped = map_flags(parsed, source)
     model, dtype_notes = load_weights(mapped.model, mapped.data_shape, mapped.num_classes,
                                       mapped.learn_sigma, state, naming(mapped.heads_legacy),
                                       path, device)
