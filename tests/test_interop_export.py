@@ -152,3 +152,17 @@ def test_a_non_empty_folder_is_kept_unless_forced(tmp_path):
     assert sorted(p.name for p in (tmp_path / "pipe").iterdir()) == ["mine.txt"]
     export_diffusers(opened, tmp_path / "pipe", force=True)
     assert (tmp_path / "pipe" / "model_index.json").is_file()
+
+
+def test_an_opened_export_fine_tunes_from_its_weights(tmp_path):
+    from core.interop.fine_tune import fine_tune_trainer
+
+    export_diffusers(open_model(make_checkpoint(tmp_path / "run.safetensors")), tmp_path / "pipe")
+    opened = open_model(tmp_path / "pipe")
+    trainer = fine_tune_trainer(opened, "digits", device="cpu", steps=1, batch_size=8)
+    x, t = torch.randn(2, 1, 8, 8), torch.tensor([3, 700])
+    with torch.no_grad():
+        assert torch.equal(trainer.ema_model(x, t), opened.model(x, t))
+    assert trainer.run(1) == "finished" and trainer.step == 1
+    with pytest.raises(InteropError, match=r"items have shape \(1, 16, 16\)"):
+        fine_tune_trainer(opened, "digits", device="cpu", image_size=16)
