@@ -28,7 +28,7 @@ from app.tasks import (
     load_dataset_task,
     trainer_cost_task,
 )
-from app.training import TrainingController
+from app.training import TrainingController, set_checkpointing
 from app.widgets.status import device_texts
 from app.workers import shut_down
 from core.build import dataset_key
@@ -39,7 +39,7 @@ DATA_DEBOUNCE_MS = 150
 MODEL_DEBOUNCE_MS = 300
 # training settings that may change between Stop and Start without a new model
 CONTINUABLE_TRAIN_FIELDS = ("lr", "batch_size", "steps", "weight_decay", "warmup_steps",
-                            "grad_clip", "log_every", "probe_every")
+                            "grad_clip", "log_every", "probe_every", "micro_batch")
 ACTIVE_STATES = ("starting", "running", "paused", "stopping")
 
 
@@ -175,13 +175,15 @@ class ExperimentController(CheckpointActions, QObject):
         self._loading_key = None
         self.error.emit(message)
 
-    def set_drawn_points(self, points) -> bool:
-        """Train on points the user drew (core.data.dataset_from_points); False, with an
-        error, when they cannot be used."""
+    def set_drawn_points(self, points, spread: float = 0.0) -> bool:
+        """Train on points the user drew (core.data.dataset_from_points: with a spread > 0
+        a Gaussian per point, train.num_samples draws of it); False, with an error, when
+        they cannot be used."""
         from core.data import dataset_from_points
 
         try:
-            dataset = dataset_from_points(points, name=DRAWN_DATASET)
+            dataset = dataset_from_points(points, name=DRAWN_DATASET, spread=spread,
+                                          num_samples=self.session.config.train.num_samples)
         except (ValueError, TypeError) as exc:
             self.error.emit(f"The drawn points cannot be used: {exc}")
             return False
@@ -312,6 +314,7 @@ class ExperimentController(CheckpointActions, QObject):
                        if name != "log_every"}
             trainer.config.train = replace(trainer.config.train, **updates)
             trainer.batch_size = cfg.train.batch_size
+            set_checkpointing(trainer, cfg.model.checkpointing)
         target = trainer.config.train.steps
         steps = target - trainer.step if trainer.step < target else target
         self.status.emit(f"Continuing from step {trainer.step:,}…", 0)
@@ -434,9 +437,10 @@ class ExperimentController(CheckpointActions, QObject):
         self.sampling_finished.emit(status)
 
     # ------------------------------------------------------------------ status and shutdown
-    def device_status(self) -> tuple[str, str]:
-        """(device, memory) texts for the status bar (app.widgets.status.device_texts)."""
-        return device_texts(self.session.trainer, self.session.config.train.device)
+    def device_status(self):
+        """The status bar's texts (app.widgets.status.device_texts)."""
+        return device_texts(self.session.trainer, self.session.config.train.device,
+                            self.session.trajectory)
 
     def shutdown(self, wait_ms: int = -1) -> None:
         """Stop every worker; nothing new starts afterwards. A thread carrying a checkpoint

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 
-from app.field_labels import readable_error
-from core.oom import is_out_of_memory
+from app.field_labels import FIELD_LABELS, readable_error
+from core.oom import is_out_of_memory, training_oom_advice
 
-__all__ = ["OOM_ADVICE", "describe_error", "is_out_of_memory", "release_cached_gpu_memory"]
+__all__ = ["OOM_ADVICE", "describe_error", "describe_training_error", "is_out_of_memory",
+           "release_cached_gpu_memory"]
 
-OOM_ADVICE = ("Out of memory. Try a smaller batch size or a smaller model size, "
-              "or train on another device.")
+OOM_ADVICE = ("Out of memory. Try the memory aids of the form (Micro-batch: the same "
+              "gradient from smaller chunks of the batch; Checkpointing: the UNet's "
+              "activations recomputed instead of kept), a smaller batch size or a smaller "
+              "model size, or train on another device.")
+# the settings core.oom's advice names, as the form labels them
+OOM_FIELDS = ("train.micro_batch", "model.checkpointing", "train.batch_size")
 # what to do depends on what ran out of memory
 OOM_ADVICE_BY_ACTION = {
     "Sampling": ("Out of memory. Draw fewer samples at once (the Samples field), or use a "
@@ -36,6 +41,31 @@ def out_of_memory_opening(path: str) -> str:
             "data did not fit in the device's memory. The file is unchanged. Close other "
             "programs or runs that use this memory (on a GPU: other CUDA processes) and open "
             "it again, or open it on a machine with more memory.")
+
+
+def training_out_of_memory(trainer) -> str:
+    """What to do when `trainer` ran out of memory, naming its batch, its model's size and
+    the two memory aids by the form's labels (core.oom.training_oom_advice)."""
+    cfg = trainer.config
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    text = training_oom_advice(cfg.train.batch_size, parameters, cfg.train.micro_batch,
+                               cfg.model.checkpointing, str(trainer.device))
+    for field in OOM_FIELDS:
+        text = text.replace(field, f"“{FIELD_LABELS[field]}”")
+    text = text.replace("the model size (model.channels, model.hidden)",
+                        f"the “{FIELD_LABELS['model']}”")
+    return text[:1].upper() + text[1:]
+
+
+def describe_training_error(exc: BaseException, trainer=None) -> str:
+    """describe_error for training; an out-of-memory error of a built trainer names the
+    batch, the model size and the memory aids."""
+    if trainer is not None and is_out_of_memory(exc):
+        try:
+            return "Training failed: " + training_out_of_memory(trainer)
+        except Exception:  # noqa: BLE001 - advice only: fall back to the general text
+            pass
+    return describe_error(exc, "Training")
 
 
 def describe_error(exc: BaseException, action: str = "", path: str | None = None) -> str:

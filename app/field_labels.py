@@ -27,6 +27,8 @@ FIELD_LABELS: dict[str, str] = {
     "train.steps": "Train steps",
     "train.device": "Device",
     "train.seed": "Seed",
+    "train.micro_batch": "Micro-batch",
+    "model.checkpointing": "Checkpointing",
     # the Trajectories panel
     "sampling.sampler": "Sampler",
     "sampling.steps": "Steps",
@@ -70,6 +72,17 @@ FIELD_TIPS = {
                    "the CPU",
     "train.seed": "Seed of every random draw of the run (weights, data order, t, noise): the "
                 "same seed repeats a run exactly",
+    "train.micro_batch": "Gradient accumulation: each step's batch B runs through the network "
+                         "in chunks of k examples and their gradients are summed with weight "
+                         "k/B, so the step's gradient is the whole batch's while the "
+                         "activations of only k examples are in memory. k must divide the "
+                         "batch size; whole batch (0) runs it at once. Changes no result, "
+                         "only memory and speed: a trained model continues with it",
+    "model.checkpointing": "Activation checkpointing of the UNet's residual blocks: their "
+                           "activations are recomputed in the backward pass instead of "
+                           "kept, which saves much memory for about a third more compute. "
+                           "The weights and the numbers do not change (no effect on the "
+                           "MLP of 2-D data); a trained model continues with it",
 }
 
 

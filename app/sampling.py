@@ -80,6 +80,7 @@ class SamplingController(QObject):
         config = request_for(params, diffusion.num_timesteps, num_classes)
         steps = config.steps_for(diffusion.num_timesteps)
         kwargs = dict(sampler=config.sampler, steps=steps, options=config.sampler_options(),
+                      spacing=config.spacing,
                       guidance=float(config.guidance), label=config.label,
                       num_classes=num_classes, seed=config.seed,
                       record_every=record_every_for(steps), data_box=data_box,

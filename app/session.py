@@ -18,12 +18,18 @@ from core.schedule import NoiseSchedule
 
 # Settings that change what a trained network means: changing any of them needs a new model.
 MODEL_KEYS_TRAIN = ("dataset", "image_size", "grayscale", "num_samples", "class_conditional")
+# Memory aids change a step's memory and speed, never the weights' meaning: a trained model
+# continues with them switched on or off (train.micro_batch is not in MODEL_KEYS_TRAIN).
+MEMORY_AID_KEYS_MODEL = ("checkpointing",)
 
 
 def model_signature(config: ExperimentConfig) -> tuple:
-    """What identifies a model: its architecture, the diffusion it was trained for, the data."""
+    """What identifies a model: its architecture, the diffusion it was trained for, the data
+    (not the memory aids)."""
+    model = {key: value for key, value in asdict(config.model).items()
+             if key not in MEMORY_AID_KEYS_MODEL}
     return (
-        repr(asdict(config.model)),
+        repr(model),
         repr(asdict(config.diffusion)),
         tuple(getattr(config.train, key) for key in MODEL_KEYS_TRAIN),
     )

@@ -6,11 +6,25 @@ Every signal of this class is emitted in the GUI thread (tests may wait on them)
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.widgets.status import reset_memory_peak
 from app.workers import TrainWorker, WorkerThread
+
+
+def set_checkpointing(trainer, enabled: bool) -> None:
+    """Switch activation checkpointing of an idle trainer's networks (a memory aid: the
+    weights and the numbers stay the same), and record it in its config."""
+    enabled = bool(enabled)
+    if trainer.config.model.checkpointing == enabled:
+        return
+    trainer.config.model = replace(trainer.config.model, checkpointing=enabled)
+    for network in (trainer.model, trainer.ema_model):
+        if hasattr(network, "set_checkpointing"):
+            network.set_checkpointing(enabled)
 
 
 class TrainingController(QObject):
@@ -62,6 +76,7 @@ class TrainingController(QObject):
             raise RuntimeError("a training run is already active")
         if self.closed:
             return
+        reset_memory_peak()
         self.start_step = int(start_step)
         self.target_step = self.start_step + int(steps)
         worker = TrainWorker(make_trainer, steps)

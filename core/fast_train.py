@@ -238,8 +238,8 @@ class FastTrainStep:
         hyper = tuple((g["weight_decay"], tuple(g["betas"]), g["eps"])
                       for g in tr.optimizer.param_groups)
         return (tr.learning_rate(tr.step), hyper, group.get("amsgrad"), tr.config.train.grad_clip,
-                tr.batch_size, tr.config.train.micro_batch, id(first), id(last),
-                id(tr._train_model), tr.model.training)
+                tr.batch_size, tr.config.train.micro_batch, tr.config.model.checkpointing,
+                id(first), id(last), id(tr._train_model), tr.model.training)
 
     def _stream(self):
         """The side stream of this fast step's warm-ups and captures (one for its life)."""

@@ -19,98 +19,30 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QLabel,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
 from app.field_labels import FIELD_LABELS, FIELD_TIPS, readable_error
-from app.widgets.spinboxes import ScientificSpinBox, limited_double_spin, limited_spin
-from core.config import ConfigError, DiffusionConfig, ExperimentConfig, ModelConfig
+from app.panels.experiment_fields import (
+    MODEL_SIZES,
+    PRESET_SIZE,
+    available_devices,
+    choices,
+    combo,
+    micro_batch_spin,
+    set_combo_value,
+    sized_model,
+    spin,
+)
+from app.widgets.spinboxes import ScientificSpinBox, limited_double_spin
+from core.config import ConfigError, DiffusionConfig, ExperimentConfig
 from core.data import DATASET_NAMES, DRAWN_DATASET, dataset_label, is_vector_dataset
 from core.options import LossType, MeanType, VarType
 from core.schedule import SCHEDULES
 
 FOLDER_ITEM = "@folder"
 DRAW_ITEM = "@draw"
-
-# Architecture sizes offered in the panel (UI choices, not math). For images the levels are
-# cut to what the image size allows and attention sits at the lowest `attention_levels`
-# feature-map sizes, both taken from core.models.feature_map_sizes.
-MODEL_SIZES: dict[str, dict] = {
-    "tiny": dict(channels=16, channel_mult=(1, 2), num_res_blocks=1, attention_levels=0,
-                 num_heads=1, hidden=64, mlp_blocks=2),
-    "small": dict(channels=32, channel_mult=(1, 2, 2), num_res_blocks=1, attention_levels=1,
-                  num_heads=2, hidden=128, mlp_blocks=3),
-    "medium": dict(channels=64, channel_mult=(1, 2, 2), num_res_blocks=2, attention_levels=1,
-                   num_heads=4, hidden=256, mlp_blocks=4),
-    "large": dict(channels=128, channel_mult=(1, 2, 2, 2), num_res_blocks=2, attention_levels=2,
-                  num_heads=4, hidden=512, mlp_blocks=6),
-}
-PRESET_SIZE = "@preset"
-
-
-def sized_model(size: str, base: ModelConfig, vector_data: bool, image_size: int) -> ModelConfig:
-    """The ModelConfig of `size` for the data: an MLP for vectors, a UNet that fits
-    image_size (fewer levels where the image is too small) for images."""
-    from core.models import ArchitectureError, feature_map_sizes
-
-    spec = dict(MODEL_SIZES[size])
-    attention_levels = spec.pop("attention_levels")
-    mult = tuple(spec.pop("channel_mult"))
-    attention: tuple[int, ...] = ()
-    if not vector_data:
-        while len(mult) > 1:
-            try:
-                sizes = feature_map_sizes(image_size, mult)
-                break
-            except ArchitectureError:
-                mult = mult[:-1]
-        else:
-            sizes = [image_size]
-        attention = tuple(sizes[len(sizes) - attention_levels:]) if attention_levels else ()
-    return replace(base, kind="auto", channel_mult=mult, attention_resolutions=attention, **spec)
-
-
-def available_devices() -> list[tuple[str, str]]:
-    """(value, label) for "auto" and each device torch can use here."""
-    import torch
-
-    devices = [("auto", "auto"), ("cpu", "CPU")]
-    if torch.cuda.is_available():
-        devices.append(("cuda", f"CUDA ({torch.cuda.get_device_name(0)})"))
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append(("mps", "Apple MPS"))
-    return devices
-
-
-def _choices(choice) -> list[tuple[str, str]]:
-    """(value, label) of every member of a core.options enum."""
-    return [(member.value, member.label) for member in choice]
-
-
-def _combo(name: str, items: list[tuple[str, str]]) -> QComboBox:
-    combo = QComboBox()
-    combo.setObjectName(name)
-    for value, label in items:
-        combo.addItem(label, value)
-    return combo
-
-
-def _spin(name: str, setting: str, step: int = 1) -> QSpinBox:
-    """An integer field with the range of `setting` in core.config.LIMITS."""
-    spin = limited_spin(name, setting, step)
-    spin.setGroupSeparatorShown(True)
-    return spin
-
-
-def _set_combo_value(combo: QComboBox, value) -> bool:
-    index = combo.findData(value)
-    if index >= 0:
-        combo.setCurrentIndex(index)
-        return True
-    return False
 
 
 class ExperimentPanel(QWidget):
@@ -132,23 +64,27 @@ class ExperimentPanel(QWidget):
 
         self.presetCombo = QComboBox()
         self.presetCombo.setObjectName("presetCombo")
-        self.datasetCombo = _combo("datasetCombo", [])
+        self.datasetCombo = combo("datasetCombo", [])
         self.classConditionalCheck = QCheckBox("class-conditional (labels)")
         self.classConditionalCheck.setObjectName("classConditionalCheck")
-        self.modelSizeCombo = _combo("modelSizeCombo",
+        self.modelSizeCombo = combo("modelSizeCombo",
                                      [(name, name) for name in MODEL_SIZES])
-        self.scheduleCombo = _combo("scheduleCombo",
+        self.scheduleCombo = combo("scheduleCombo",
                                     [(name, spec.label) for name, spec in SCHEDULES.items()])
-        self.timestepsSpin = _spin("timestepsSpin", "diffusion.timesteps", 10)
-        self.meanTypeCombo = _combo("meanTypeCombo", _choices(MeanType))
-        self.varianceTypeCombo = _combo("varianceTypeCombo", _choices(VarType))
-        self.lossTypeCombo = _combo("lossTypeCombo", _choices(LossType))
+        self.timestepsSpin = spin("timestepsSpin", "diffusion.timesteps", 10)
+        self.meanTypeCombo = combo("meanTypeCombo", choices(MeanType))
+        self.varianceTypeCombo = combo("varianceTypeCombo", choices(VarType))
+        self.lossTypeCombo = combo("lossTypeCombo", choices(LossType))
         self.learningRateSpin = limited_double_spin(ScientificSpinBox(), "train.lr")
         self.learningRateSpin.setObjectName("learningRateSpin")
-        self.batchSizeSpin = _spin("batchSizeSpin", "train.batch_size", 16)
-        self.trainStepsSpin = _spin("trainStepsSpin", "train.steps", 100)
-        self.deviceCombo = _combo("deviceCombo", available_devices())
-        self.seedSpin = _spin("seedSpin", "train.seed")
+        self.batchSizeSpin = spin("batchSizeSpin", "train.batch_size", 16)
+        self.trainStepsSpin = spin("trainStepsSpin", "train.steps", 100)
+        self.deviceCombo = combo("deviceCombo", available_devices())
+        self.seedSpin = spin("seedSpin", "train.seed")
+        # memory aids: they change how much memory a step needs, never the weights' meaning
+        self.microBatchSpin = micro_batch_spin()
+        self.checkpointingCheck = QCheckBox("recompute UNet activations")
+        self.checkpointingCheck.setObjectName("checkpointingCheck")
         self.configError = QLabel()
         self.configError.setObjectName("configError")
         self.configError.setWordWrap(True)
@@ -173,7 +109,9 @@ class ExperimentPanel(QWidget):
                               ("train.lr", self.learningRateSpin),
                               ("train.batch_size", self.batchSizeSpin),
                               ("train.steps", self.trainStepsSpin),
-                              ("train.device", self.deviceCombo), ("train.seed", self.seedSpin)):
+                              ("train.device", self.deviceCombo), ("train.seed", self.seedSpin),
+                              ("train.micro_batch", self.microBatchSpin),
+                              ("model.checkpointing", self.checkpointingCheck)):
             widget.setToolTip(FIELD_TIPS[field])
             widget.setProperty("tip", FIELD_TIPS[field])
 
@@ -201,6 +139,9 @@ class ExperimentPanel(QWidget):
         self._row(train_form, "train.steps", self.trainStepsSpin)
         self._row(train_form, "train.device", self.deviceCombo)
         self._row(train_form, "train.seed", self.seedSpin)
+        memory_form = self._group(layout, "Memory aids")
+        self._row(memory_form, "train.micro_batch", self.microBatchSpin)
+        self._row(memory_form, "model.checkpointing", self.checkpointingCheck)
         layout.addWidget(self.costWarning)
         layout.addWidget(self.configError)
         self.configError.hide()
@@ -217,16 +158,18 @@ class ExperimentPanel(QWidget):
             "diffusion.timestep_sampler": self.lossTypeCombo,
             "train.lr": self.learningRateSpin, "train.batch_size": self.batchSizeSpin,
             "train.steps": self.trainStepsSpin, "train.device": self.deviceCombo,
-            "train.seed": self.seedSpin,
+            "train.seed": self.seedSpin, "train.micro_batch": self.microBatchSpin,
+            "model.checkpointing": self.checkpointingCheck,
         }
 
-        for combo in (self.scheduleCombo, self.meanTypeCombo, self.varianceTypeCombo,
-                      self.lossTypeCombo, self.deviceCombo, self.modelSizeCombo):
-            combo.currentIndexChanged.connect(self._on_edit)
-        for spin in (self.timestepsSpin, self.batchSizeSpin, self.trainStepsSpin, self.seedSpin):
-            spin.valueChanged.connect(self._on_edit)
-        self.learningRateSpin.valueChanged.connect(self._on_edit)
-        self.classConditionalCheck.toggled.connect(self._on_edit)
+        for box in (self.scheduleCombo, self.meanTypeCombo, self.varianceTypeCombo,
+                    self.lossTypeCombo, self.deviceCombo, self.modelSizeCombo):
+            box.currentIndexChanged.connect(self._on_edit)
+        for field in (self.timestepsSpin, self.batchSizeSpin, self.trainStepsSpin, self.seedSpin,
+                      self.microBatchSpin, self.learningRateSpin):
+            field.valueChanged.connect(self._on_edit)
+        for check in (self.classConditionalCheck, self.checkpointingCheck):
+            check.toggled.connect(self._on_edit)
         self.datasetCombo.currentIndexChanged.connect(self._on_dataset_index)
         self.presetCombo.activated.connect(self._on_preset_activated)
 
@@ -281,23 +224,25 @@ class ExperimentPanel(QWidget):
         try:
             self._base = copy.deepcopy(cfg)
             if preset is not None:
-                _set_combo_value(self.presetCombo, preset)
+                set_combo_value(self.presetCombo, preset)
             else:
-                _set_combo_value(self.presetCombo, "")
+                set_combo_value(self.presetCombo, "")
             self._select_dataset(cfg.train.dataset)
             self.classConditionalCheck.setChecked(bool(cfg.train.class_conditional))
             self._select_model_size(cfg)
-            _set_combo_value(self.scheduleCombo, cfg.diffusion.schedule)
+            set_combo_value(self.scheduleCombo, cfg.diffusion.schedule)
             self.timestepsSpin.setValue(int(cfg.diffusion.timesteps))
-            _set_combo_value(self.meanTypeCombo, cfg.diffusion.mean_type)
-            _set_combo_value(self.varianceTypeCombo, cfg.diffusion.variance_type)
-            _set_combo_value(self.lossTypeCombo, cfg.diffusion.loss_type)
+            set_combo_value(self.meanTypeCombo, cfg.diffusion.mean_type)
+            set_combo_value(self.varianceTypeCombo, cfg.diffusion.variance_type)
+            set_combo_value(self.lossTypeCombo, cfg.diffusion.loss_type)
             self.learningRateSpin.setValue(float(cfg.train.lr))
             self.batchSizeSpin.setValue(int(cfg.train.batch_size))
             self.trainStepsSpin.setValue(int(cfg.train.steps))
-            if not _set_combo_value(self.deviceCombo, cfg.train.device):
-                _set_combo_value(self.deviceCombo, "auto")
+            if not set_combo_value(self.deviceCombo, cfg.train.device):
+                set_combo_value(self.deviceCombo, "auto")
             self.seedSpin.setValue(int(cfg.train.seed))
+            self.microBatchSpin.setValue(int(cfg.train.micro_batch))
+            self.checkpointingCheck.setChecked(bool(cfg.model.checkpointing))
         finally:
             self._updating = False
         self._on_edit()
@@ -314,6 +259,7 @@ class ExperimentPanel(QWidget):
                 model = replace(model, kind="auto")
         else:
             model = sized_model(size, base.model, vector_data, base.train.image_size)
+        model = replace(model, checkpointing=self.checkpointingCheck.isChecked())
         timesteps = self.timestepsSpin.value()
         diffusion = replace(base.diffusion,
                             schedule=self.scheduleCombo.currentData(),
@@ -331,7 +277,8 @@ class ExperimentPanel(QWidget):
                         batch_size=self.batchSizeSpin.value(),
                         steps=self.trainStepsSpin.value(),
                         device=self.deviceCombo.currentData(),
-                        seed=self.seedSpin.value())
+                        seed=self.seedSpin.value(),
+                        micro_batch=self.microBatchSpin.value())
         if train.probe_timesteps > timesteps:
             # the probe looks at most at every timestep
             train = replace(train, probe_timesteps=timesteps)
@@ -394,7 +341,7 @@ class ExperimentPanel(QWidget):
 
     # -- internals ---------------------------------------------------------------------
     def _select_dataset(self, name: str) -> None:
-        if not _set_combo_value(self.datasetCombo, name):
+        if not set_combo_value(self.datasetCombo, name):
             if name == DRAWN_DATASET:
                 self.select_drawn_dataset(0)
             else:
@@ -406,7 +353,7 @@ class ExperimentPanel(QWidget):
         vector_data = is_vector_dataset(cfg.train.dataset)
         for name in MODEL_SIZES:
             if sized_model(name, model, vector_data, cfg.train.image_size) == model:
-                _set_combo_value(self.modelSizeCombo, name)
+                set_combo_value(self.modelSizeCombo, name)
                 return
         index = self.modelSizeCombo.findData(PRESET_SIZE)
         label = (f"preset ({model.hidden} hidden, {model.mlp_blocks} blocks)" if vector_data

@@ -10,7 +10,7 @@ when a request would take far too long on the model's device (app.advice, core.c
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSlider,
-    QStyle,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +29,7 @@ from app import advice
 from app.sampling import analytic_variance_chosen
 from app.widgets.frame_view import FrameView, KeyStepper, inside_box, points_range
 from app.widgets.images import tile_images
+from app.widgets.player import SliderPlayer
 from app.widgets.sampler_options import option_value, option_widget, set_option_value
 from app.widgets.shortcuts import CANCEL_SAMPLE_KEYS, SAMPLE_KEYS, shortcut_text
 from app.widgets.spinboxes import CheckedDoubleSpinBox, limited_double_spin, limited_spin
@@ -37,11 +37,11 @@ from app.widgets.trajectory_export import export_gif, export_png_strip
 from core.config import SamplingConfig
 from core.samplers import DEFAULT_SAMPLER, all_options, get_sampler, samplers
 from core.samplers.base import ETA, VARIANCE
+from core.spacing import DEFAULT_SPACING, SPACINGS
 
 TRAIL_FRAMES = 8
 MAX_TRAIL_POINTS = 50       # more paths than this are a tangle
 MAX_BACKGROUND_POINTS = 3000
-PLAY_INTERVAL_MS = 40
 
 
 class TrajectoryPanel(QWidget):
@@ -80,8 +80,16 @@ class TrajectoryPanel(QWidget):
         self.sampleStepsSpin = limited_spin("sampleStepsSpin", "sampling.steps")
         self.sampleStepsSpin.setValue(100)
         self.sampleStepsSpin.setToolTip(
-            "Reverse steps S: all T training steps, or an evenly respaced subsequence of "
-            "them when S < T (Nichol & Dhariwal 2021); the cost grows with S")
+            "Reverse steps S: all T training steps, or a subsequence of them chosen by the "
+            "spacing when S < T (Nichol & Dhariwal 2021); the cost grows with S")
+        self.spacingCombo = QComboBox()
+        self.spacingCombo.setObjectName("spacingCombo")
+        for name, spec in SPACINGS.items():
+            self.spacingCombo.addItem(spec.label, name)
+        self.spacingCombo.setToolTip(
+            "Which S of the T timesteps the steps visit (core.spacing): uniform with both "
+            "ends, diffusers' linspace / leading / trailing, DDIM's quadratic, Karras σ "
+            "(ρ = 7) or uniform in log-SNR; adaptive samplers choose their own")
         self.guidanceSpin = limited_double_spin(CheckedDoubleSpinBox(), "sampling.guidance")
         self.guidanceSpin.setObjectName("guidanceSpin")
         self.guidanceSpin.setSingleStep(0.5)
@@ -135,11 +143,8 @@ class TrajectoryPanel(QWidget):
         self.trajectorySlider.setEnabled(False)
         self.trajectorySlider.setToolTip("The recorded reverse steps: 0 is x_T (pure noise), "
                                          "the last is the sample x₀ (←/→ step, Home/End jump)")
-        self.play_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
-        self.pause_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause)
-        self.playButton = QPushButton(self.play_icon, "Play")
+        self.playButton = QPushButton("Play")
         self.playButton.setObjectName("playButton")
-        self.playButton.setCheckable(True)
         self.playButton.setEnabled(False)
         self.playButton.setToolTip("Play the recorded steps from x_T to x₀ (Space on the view)")
         self.frameLabel = QLabel("No trajectory yet: train a model, then press Sample.")
@@ -164,7 +169,7 @@ class TrajectoryPanel(QWidget):
         first = ([("Sampler", self.samplerCombo)]
                  + [(self.option_labels[name], self.option_widgets[name])
                     for name, spec in self.option_specs.items() if spec.kind == "choice"]
-                 + [("Steps", self.sampleStepsSpin)]
+                 + [("Steps", self.sampleStepsSpin), ("Spacing", self.spacingCombo)]
                  + [(self.option_labels[name], self.option_widgets[name])
                     for name, spec in self.option_specs.items() if spec.kind != "choice"])
         second = [("Guidance", self.guidanceSpin), ("Class", self.classCombo),
@@ -200,13 +205,10 @@ class TrajectoryPanel(QWidget):
         layout.addLayout(scrub)
         layout.addWidget(self.frameLabel)
 
-        self._play_timer = QTimer(self)
-        self._play_timer.setInterval(PLAY_INTERVAL_MS)
-        self._play_timer.timeout.connect(self._advance)
+        self._player = SliderPlayer(self.trajectorySlider, self.playButton)
         self._stepper = KeyStepper(self.trajectorySlider, self.playButton.click)
         self.trajectoryView.installEventFilter(self._stepper)
         self.trajectorySlider.valueChanged.connect(self.show_frame)
-        self.playButton.toggled.connect(self._on_play)
         self.trailsCheck.toggled.connect(lambda _on: self.show_frame(self.trajectorySlider.value()))
         self.sampleButton.clicked.connect(self._request)
         self.gifButton.clicked.connect(lambda: self._export_dialog(
@@ -237,6 +239,7 @@ class TrajectoryPanel(QWidget):
             n=self.countSpin.value(), seed=self.seedSpin.value(),
             guidance=self.guidanceSpin.value(),
             label=None if label is None or label < 0 else int(label),
+            spacing=self.spacingCombo.currentData(),
             options={name: option_value(widget)
                      for name, widget in self.option_widgets.items()}).to_params()
 
@@ -247,6 +250,8 @@ class TrajectoryPanel(QWidget):
         index = self.samplerCombo.findData(params.get("sampler", DEFAULT_SAMPLER))
         if index >= 0:
             self.samplerCombo.setCurrentIndex(index)
+        index = self.spacingCombo.findData(params.get("spacing", DEFAULT_SPACING))
+        self.spacingCombo.setCurrentIndex(max(index, 0))
         for name, widget in self.option_widgets.items():
             set_option_value(widget, config.options.get(name, self.option_specs[name].default))
         for key, spin in (("steps", self.sampleStepsSpin), ("guidance", self.guidanceSpin),
@@ -296,6 +301,7 @@ class TrajectoryPanel(QWidget):
             widget.setEnabled(taken)
             widget.setVisible(taken)
             self.option_labels[name].setVisible(taken)
+        self.spacingCombo.setEnabled(not spec.adaptive)
         self._update_warning()
 
     def _set_count(self, value: int) -> None:
@@ -447,31 +453,8 @@ class TrajectoryPanel(QWidget):
         self.trajectoryView.trails.setData(paths[..., 0].ravel(), paths[..., 1].ravel(),
                                            connect=connect.ravel())
 
-    # -- playback --------------------------------------------------------------------------
-    def _on_play(self, playing: bool) -> None:
-        if playing:
-            if self.trajectorySlider.value() >= self.trajectorySlider.maximum():
-                self.trajectorySlider.setValue(0)
-            self.playButton.setText("Pause")
-            self.playButton.setIcon(self.pause_icon)
-            self._play_timer.start()
-        else:
-            self.playButton.setText("Play")
-            self.playButton.setIcon(self.play_icon)
-            self._play_timer.stop()
-
     def stop_playing(self) -> None:
-        if self.playButton.isChecked():
-            self.playButton.setChecked(False)
-
-    def _advance(self) -> None:
-        step = max(1, self.frame_count() // 100)
-        value = self.trajectorySlider.value() + step
-        if value >= self.trajectorySlider.maximum():
-            self.trajectorySlider.setValue(self.trajectorySlider.maximum())
-            self.stop_playing()
-        else:
-            self.trajectorySlider.setValue(value)
+        self._player.stop()
 
     # -- export ----------------------------------------------------------------------------
     def _export_dialog(self, title: str, name: str, files: str, export) -> None:

@@ -36,12 +36,15 @@ def checkpoint_path(parent: QWidget, save: bool) -> str:
 
 
 def drawn_points(parent: QWidget):
-    """Points the user paints in the draw dialog ((N, 2), N >= 2), or None."""
+    """(points, spread) the user paints in the draw dialog (points (N, 2), N >= 2; spread
+    as app.widgets.draw_dialog describes it), or None."""
     from app.widgets.draw_dialog import DrawDialog
 
     dialog = DrawDialog(parent)
     points = dialog.points() if dialog.exec() else None
-    return points if points is not None and len(points) >= 2 else None
+    if points is None or len(points) < 2:
+        return None
+    return points, dialog.spread()
 
 
 def image_folder(parent: QWidget) -> str:

@@ -134,7 +134,8 @@ def curves_of(plot: pg.PlotWidget) -> list[tuple[str, np.ndarray, np.ndarray, st
     drew it), else ""."""
     result = []
     for index, item in enumerate(plot.getPlotItem().listDataItems()):
-        x, y = item.xData, item.yData
+        # scatter items (e.g. a points view) hold no curve
+        x, y = getattr(item, "xData", None), getattr(item, "yData", None)
         if x is None or y is None:
             continue
         name = item.name() or f"curve {index}"

@@ -101,10 +101,12 @@ def int_range(setting: str) -> tuple[int, int]:
     return int(low), INT_SPIN_MAX if high is None else int(min(high, INT_SPIN_MAX))
 
 
-def limited_spin(name: str, setting: str, step: int = 1) -> CheckedSpinBox:
+def limited_spin(name: str, setting: str, step: int = 1,
+                 spin: CheckedSpinBox | None = None) -> CheckedSpinBox:
     """An integer field named `name` for `setting` (core.config.LIMITS): `allowed` is its
-    range, and typing may go one range-width beyond it so validation can report it."""
-    spin = CheckedSpinBox()
+    range, and typing may go one range-width beyond it so validation can report it. `spin`:
+    a CheckedSpinBox (subclass) to set up instead of a new one."""
+    spin = CheckedSpinBox() if spin is None else spin
     spin.setObjectName(name)
     low, high = int_range(setting)
     spin.allowed = (low, high)

@@ -121,7 +121,8 @@ class SamplerRun:
     def table(self, values) -> torch.Tensor:
         """A device tensor of per-step values (S,) in the run's dtype (float32; float64 for
         exact analysis), indexed by t in `step`."""
-        return torch.as_tensor(np.ascontiguousarray(values, dtype=np.float64), dtype=self.dtype,
+        # a copy: numpy calls a reversed 1-element view contiguous, torch refuses its stride
+        return torch.as_tensor(np.array(values, dtype=np.float64), dtype=self.dtype,
                                device=self.device)
 
     # -- points between the steps (continuous-time solvers) ---------------------------------
