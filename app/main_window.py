@@ -35,6 +35,7 @@ from app.widgets.banner import MessageBanner
 from app.widgets.dock import scrolling_dock
 from app.widgets.plots import export_csv, export_png
 from app.widgets.status import DeviceStatus
+from app.workers import gui_garbage_collector
 
 DEFAULT_PRESET = "toy-2d"
 # Closing waits this long for the workers to end after their current step; a thread still in
@@ -65,6 +66,9 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, restore: bool = True):
         super().__init__()
+        self._collector = gui_garbage_collector()   # garbage is collected in this thread only
+        if self._collector is not None:
+            self._collector.acquire()
         self.setObjectName("mainWindow")
         self.setWindowTitle(APPLICATION)
         self.settings = settings if settings is not None else make_settings()
@@ -214,10 +218,9 @@ class MainWindow(QMainWindow):
     def load_checkpoint(self, path: str) -> None:
         self.controller.load_checkpoint(path)
 
-    def set_drawn_points(self, points, spread: float = 0.0) -> None:
-        """Train on points the user drew, with a spread (a Gaussian per point) or none
-        (selects them in the data-set list)."""
-        self.controller.set_drawn_points(points, spread)
+    def set_drawn_points(self, points) -> None:
+        """Train on points the user drew (selects them in the data-set list)."""
+        self.controller.set_drawn_points(points)
 
     @property
     def drawn_dataset(self):
@@ -240,9 +243,9 @@ class MainWindow(QMainWindow):
             if path:
                 self.experiment.add_dataset_path(path)
         elif action == "draw":
-            drawing = dialogs.drawn_points(self)
-            if drawing is not None:
-                self.set_drawn_points(*drawing)
+            points = dialogs.drawn_points(self)
+            if points is not None:
+                self.set_drawn_points(points)
 
     def _ask_model_change(self) -> str:
         if self.model_change_policy is not None:
@@ -329,4 +332,6 @@ class MainWindow(QMainWindow):
                 self._settings_saved = True
             finally:
                 self.shutdown()
+                if self._collector is not None:
+                    self._collector.release()
         event.accept()

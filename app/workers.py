@@ -12,6 +12,7 @@ lambdas, and never `qtbot.waitSignal` on them.
 from __future__ import annotations
 
 import atexit
+import gc
 import queue
 import threading
 import time
@@ -20,14 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
-from app.errors import (
-    describe_error,
-    describe_training_error,
-    is_out_of_memory,
-    release_cached_gpu_memory,
-)
+from app.errors import describe_error, is_out_of_memory, release_cached_gpu_memory
 from app.history import rows_to_columns
 from core.device import default_threads
 
@@ -150,7 +146,7 @@ class TrainWorker(QObject):
             traceback.print_exc()
             if is_out_of_memory(exc):
                 release_cached_gpu_memory()
-            self.failed.emit(describe_training_error(exc, self.trainer))
+            self.failed.emit(describe_error(exc, "Training"))
             status = "failed"
         finally:
             self._flush_metrics()
@@ -278,6 +274,63 @@ class TaskWorker(QObject):
             self.finished.emit(status)
 
 
+class GuiGarbageCollector(QObject):
+    """Python's cyclic garbage collection, run in the GUI thread only (on a timer, by
+    generation as the automatic collector would), while any window is open or any worker
+    thread is alive. Left automatic, a collection starts in whichever thread allocates,
+    often a worker's, and frees the Qt wrappers of a closed window there: the worker then
+    waits for the GIL inside a QObject destructor while the GUI thread, holding the GIL,
+    waits for that object's Qt lock (a deadlock seen in the test suite). The idea of
+    pyqtgraph.util.garbage_collector, with automatic collection back once nothing is open."""
+
+    def __init__(self, parent: QObject | None = None, interval_ms: int = 1000):
+        super().__init__(parent)
+        self.thresholds = gc.get_threshold()
+        self.users = 0
+        self.timer = QTimer(self)
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.collect)
+
+    def acquire(self) -> None:
+        """A window opened: automatic collection off, the timer collects."""
+        self.users += 1
+        gc.disable()
+        self.timer.start()
+
+    def release(self) -> None:
+        """A window closed; with none open and no worker thread alive, collect once here and
+        give collection back to Python (later, when a detached thread ends, otherwise)."""
+        self.users = max(0, self.users - 1)
+        self.release_if_idle()
+
+    def release_if_idle(self) -> None:
+        if self.users == 0 and not any(t.is_running() for t in list(_DETACHED)) \
+                and not gc.isenabled():
+            self.timer.stop()
+            gc.collect()
+            gc.enable()
+
+    @Slot()
+    def collect(self) -> None:
+        counts = gc.get_count()
+        for generation in range(3):
+            if counts[generation] <= self.thresholds[generation]:
+                return
+            gc.collect(generation)
+
+
+_COLLECTOR: list[GuiGarbageCollector] = []
+
+
+def gui_garbage_collector() -> GuiGarbageCollector | None:
+    """The process's GuiGarbageCollector (owned by the application), made on first use in
+    the GUI thread; None before a QApplication exists."""
+    app = QCoreApplication.instance()
+    if not _COLLECTOR and app is not None:
+        _COLLECTOR.append(GuiGarbageCollector(app))
+    return _COLLECTOR[0] if _COLLECTOR else None
+
+
 # Threads whose owner closed while they were still in a step (WorkerThread.detach): kept
 # referenced until they end, so Qt never destroys a running thread.
 _DETACHED: set[WorkerThread] = set()
@@ -389,6 +442,9 @@ class WorkerThread(QObject):
     @Slot(str)
     def _forget(self, _status: str) -> None:
         _DETACHED.discard(self)
+        collector = gui_garbage_collector()
+        if collector is not None:
+            collector.release_if_idle()
 
     @Slot(str)
     def _on_worker_finished(self, status: str) -> None:

@@ -59,3 +59,41 @@ def test_non_serial_jobs_all_run(qtbot):
     qtbot.waitUntil(lambda: not runner.busy(), timeout=10000)
     assert sorted(effects) == ["x", "y", "z"]   # every request ran: a save is never dropped
     assert results[-1] == "z" and "z" in results
+
+
+def test_cyclic_garbage_is_collected_in_the_gui_thread_while_windows_are_open(make_window,
+                                                                              qtbot):
+    """Collected in a worker thread, the Qt wrappers of a closed window deadlock the GUI
+    thread (app.workers.GuiGarbageCollector): while a window is open only the GUI thread
+    collects; with every window closed Python collects automatically again."""
+    import gc
+    import threading
+
+    first, second = make_window(), make_window()
+    assert not gc.isenabled()
+    where: list[bool] = []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            where.append(threading.current_thread() is threading.main_thread())
+
+    Cycle()
+
+    def allocate() -> None:           # a worker allocating a lot triggers no collection
+        kept = [[] for _ in range(5000)]
+        del kept
+
+    worker = threading.Thread(target=allocate)
+    worker.start()
+    worker.join()
+    assert where == []
+    kept = [[] for _ in range(2000)]  # enough young objects for the timer to collect
+    qtbot.waitUntil(lambda: len(where) > 0, timeout=10000)
+    assert where == [True] and kept
+    second.close()
+    assert not gc.isenabled()         # the first window is still open
+    first.close()
+    assert gc.isenabled()
