@@ -218,9 +218,10 @@ class MainWindow(QMainWindow):
     def load_checkpoint(self, path: str) -> None:
         self.controller.load_checkpoint(path)
 
-    def set_drawn_points(self, points) -> None:
-        """Train on points the user drew (selects them in the data-set list)."""
-        self.controller.set_drawn_points(points)
+    def set_drawn_points(self, points, spread: float = 0.0) -> None:
+        """Train on points the user drew, with a spread (a Gaussian per point) or none
+        (selects them in the data-set list)."""
+        self.controller.set_drawn_points(points, spread)
 
     @property
     def drawn_dataset(self):
@@ -243,9 +244,9 @@ class MainWindow(QMainWindow):
             if path:
                 self.experiment.add_dataset_path(path)
         elif action == "draw":
-            points = dialogs.drawn_points(self)
-            if points is not None:
-                self.set_drawn_points(points)
+            drawing = dialogs.drawn_points(self)
+            if drawing is not None:
+                self.set_drawn_points(*drawing)
 
     def _ask_model_change(self) -> str:
         if self.model_change_policy is not None:

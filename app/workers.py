@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
 
-from app.errors import describe_error, is_out_of_memory, release_cached_gpu_memory
+from app.errors import (
+    describe_error,
+    describe_training_error,
+    is_out_of_memory,
+    release_cached_gpu_memory,
+)
 from app.history import rows_to_columns
 from core.device import default_threads
 
@@ -146,7 +151,7 @@ class TrainWorker(QObject):
             traceback.print_exc()
             if is_out_of_memory(exc):
                 release_cached_gpu_memory()
-            self.failed.emit(describe_error(exc, "Training"))
+            self.failed.emit(describe_training_error(exc, self.trainer))
             status = "failed"
         finally:
             self._flush_metrics()
