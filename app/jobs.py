@@ -20,10 +20,11 @@ class _Job(QObject):
     """GUI-thread relay between one TaskWorker and the callbacks (queued delivery)."""
 
     def __init__(self, runner: JobRunner, name: str, generation: int,
-                 on_result: Callable[[Any], None], on_error: Callable[[str], None] | None):
+                 on_result: Callable[[Any], None], on_error: Callable[[str], None] | None,
+                 on_progress: Callable[[int, int], None] | None = None):
         super().__init__(runner)
         self.runner, self.name, self.generation = runner, name, generation
-        self.on_result, self.on_error = on_result, on_error
+        self.on_result, self.on_error, self.on_progress = on_result, on_error, on_progress
         self.thread: WorkerThread | None = None
 
     def current(self) -> bool:
@@ -42,16 +43,24 @@ class _Job(QObject):
             else:
                 self.runner.failed.emit(message)
 
+    @Slot(int, int)
+    def progress(self, done: int, total: int) -> None:
+        if self.on_progress is not None and self.current():
+            self.on_progress(done, total)
+
     @Slot(str)
-    def done(self, _status: str) -> None:
-        self.runner._finish(self)
+    def done(self, status: str) -> None:
+        self.runner._finish(self, status)
 
 
 class JobRunner(QObject):
-    """`submit(name, fn, on_result)` runs fn(progress, should_stop) in its own thread."""
+    """`submit(name, fn, on_result)` runs fn(progress, should_stop) in its own thread.
+    job_finished(name, status) follows the end of every job's thread (status "finished",
+    "stopped" or "failed"; `busy(name)` tells whether another of that name runs or waits)."""
 
     failed = Signal(str)
     busy_changed = Signal(bool)
+    job_finished = Signal(str, str)
 
     def __init__(self, parent: QObject):
         super().__init__(parent)
@@ -82,12 +91,14 @@ class JobRunner(QObject):
     def submit(self, name: str, fn: Callable, on_result: Callable[[Any], None],
                on_error: Callable[[str], None] | None = None, action: str = "",
                serial: bool = False, must_finish: bool = False,
-               path: str | None = None) -> None:
+               path: str | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> None:
         """Start `fn(progress, should_stop)`; an older job of the same name is told to stop
         and its result, if any, is ignored. With serial=True, while that job is still
         ending this request waits (replacing any request already waiting). must_finish: the
         app's exit waits for it (a checkpoint save); path: the file it reads or writes,
-        named in its error messages. Ignored after `close()`."""
+        named in its error messages; on_progress(done, total): the task's progress calls
+        (throttled, GUI thread). Ignored after `close()`."""
         if self.closed:
             return
         generation = self.generation(name) + 1
@@ -98,16 +109,30 @@ class JobRunner(QObject):
                 job.thread.stop()
         if running and serial:
             self._pending[name] = (generation, fn, on_result, on_error, action, must_finish,
-                                   path)
+                                   path, on_progress)
             return
-        self._start(name, generation, fn, on_result, on_error, action, must_finish, path)
+        self._start(name, generation, fn, on_result, on_error, action, must_finish, path,
+                    on_progress)
+
+    def cancel(self, name: str) -> bool:
+        """Stop the jobs named `name` (after their current step) and drop a waiting request;
+        their results are ignored. True if one was running or waiting."""
+        self._generations[name] = self.generation(name) + 1
+        waiting = self._pending.pop(name, None) is not None
+        running = [job for job in self._jobs if job.name == name]
+        for job in running:
+            if job.thread is not None:
+                job.thread.stop()
+        return waiting or bool(running)
 
     def _start(self, name: str, generation: int, fn: Callable, on_result, on_error,
-               action: str, must_finish: bool = False, path: str | None = None) -> None:
-        job = _Job(self, name, generation, on_result, on_error)
+               action: str, must_finish: bool = False, path: str | None = None,
+               on_progress: Callable[[int, int], None] | None = None) -> None:
+        job = _Job(self, name, generation, on_result, on_error, on_progress)
         worker = TaskWorker(fn, action=action, must_finish=must_finish, path=path)
         worker.result.connect(job.result)
         worker.failed.connect(job.failed)
+        worker.progress.connect(job.progress)
         job.thread = WorkerThread(worker, self.parent())
         job.thread.done.connect(job.done)
         was_busy = bool(self._jobs)
@@ -116,7 +141,7 @@ class JobRunner(QObject):
         if not was_busy:
             self.busy_changed.emit(True)
 
-    def _finish(self, job: _Job) -> None:
+    def _finish(self, job: _Job, status: str = "") -> None:
         if job in self._jobs:
             self._jobs.remove(job)
         if job.thread is not None:
@@ -128,6 +153,7 @@ class JobRunner(QObject):
             self._start(job.name, *pending)
         elif not self._jobs:
             self.busy_changed.emit(False)
+        self.job_finished.emit(job.name, status)
 
     def close(self) -> list[WorkerThread]:
         """Window closing: ask every job to stop, start no new one; returns the threads

@@ -23,6 +23,7 @@ from app.panels.model_tree import ModelPanel
 from app.panels.schedule import SchedulePanel
 from app.panels.trajectories import TrajectoryPanel
 from app.panels.vlb import VlbPanel
+from app.score_tab import add_score_tab
 from app.settings import (
     make_settings,
     restore_layout,
@@ -114,6 +115,7 @@ class MainWindow(QMainWindow):
                              (self.model_panel, "Model")):
             self.tabs.addTab(panel, title)
             self.tabs.setTabToolTip(self.tabs.count() - 1, TAB_TIPS[title])
+        self.score_panel = add_score_tab(self)
         self.banner = MessageBanner()
         central = QWidget()
         layout = QVBoxLayout(central)

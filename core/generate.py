@@ -145,7 +145,9 @@ def sample(model, diffusion: GaussianDiffusion, n: int, data_shape: Sequence[int
     def keep(record) -> None:
         frames_x.append(convert(record.x))
         frames_x0.append(convert(record.pred_x0))
-        times.append(int(timestep_map[record.t]))
+        # samplers with sub-steps (Langevin, predictor-corrector) take num_steps // S of
+        # them per level of the respaced schedule: record the level's timestep
+        times.append(int(timestep_map[record.t * len(timestep_map) // total]))
         variances.append(float(record.variance))
 
     x_last, done, completed, record = x_T, 0, not stopped, None

@@ -14,6 +14,7 @@ closed-form density, how likely generated samples are under the true density.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -26,11 +27,12 @@ from core.samplers import DEFAULT_SAMPLER
 @torch.no_grad()
 def nll_bound(model, diffusion: GaussianDiffusion, data: torch.Tensor, *, n: int = 256,
               batch_size: int = 64, num_classes: int | None = None, seed: int = 0,
-              device="cpu") -> dict:
+              device="cpu", progress: Callable[[int, int], None] | None = None) -> dict:
     """The VLB on data[:n] (N, ...): dict(mean, stderr, n, unit, prior_mean, per_example).
 
     unit is "bits/dim" for images (data of rank 4) and "nats/dim" otherwise; per_example is
     a float64 numpy array (n,). Noise comes from a generator seeded with `seed`.
+    progress(done, n) follows each batch (an exception it raises ends the computation).
     """
     if n < 1 or batch_size < 1:
         raise ValueError(f"n ({n}) and batch_size ({batch_size}) must be positive")
@@ -49,6 +51,8 @@ def nll_bound(model, diffusion: GaussianDiffusion, data: torch.Tensor, *, n: int
         result = diffusion.calc_bpd_loop(model, x0, model_kwargs=kwargs, generator=generator)
         totals.append(result["total_bpd"].double().cpu())
         priors.append(result["prior_bpd"].double().cpu())
+        if progress is not None:
+            progress(start + x0.shape[0], subset.shape[0])
     per_example = torch.cat(totals).numpy()
     prior = torch.cat(priors).numpy()
     scale = 1.0 if is_image else math.log(2.0)       # bits -> nats for vectors

@@ -14,8 +14,14 @@ During the 2-D training it also saves the Entropy panel at the probes of --serie
 (docs/screenshots/toy-2d-entropy-step<N>.png): the learned Sigma_theta and the Analytic-DPM
 variance approaching the exact truth.
 
+After the 2-D run, the Score tab (score_shots): toy-2d-score.png (the field at t = 10, the
+Fisher curve, the likelihood readout of 500 test points) and toy-2d-score-particles.png (the
+reverse SDE and the probability-flow ODE, DDIM eta = 0, from the same x_T: 500 particles,
+100 steps, at 80 % of the run, the field following their t). `--panels score` writes only
+these two (no tab images, no Entropy series).
+
     .venv/bin/python docs/make_screenshots.py [--toy-steps 6000] [--mnist-steps 2400]
-        [--series 300,1500,3000,6000] [--only toy|mnist]
+        [--series 300,1500,3000,6000] [--only toy|mnist] [--panels tabs,score]
 """
 
 from __future__ import annotations
@@ -91,8 +97,45 @@ class EntropySeries:
         self.window.session.probe_added.disconnect(self.on_probe)
 
 
+def score_shots(window, name: str, out: Path) -> None:
+    """The Score tab of the trained 2-D model (see the module docstring)."""
+    panel = window.score_panel
+    window.tabs.setCurrentWidget(panel)
+    step = window.session.trainer.step
+    wait_for(lambda: panel.source is not None and panel.source.step == step, 120,
+             "the score panel's snapshot")
+    panel.timeSlider.setValue(10)
+    wait_for(lambda: panel.field_data is not None and panel.field_data.t == 10
+             and panel.field_data.heat is not None, 120, "the score field")
+    wait_for(lambda: panel.fisher_curve.yData is not None and len(panel.fisher_curve.yData),
+             300, "the Fisher divergence")
+    panel.likelihood.countSpin.setValue(500)
+    panel.likelihood.runButton.click()
+    wait_for(lambda: len(panel.likelihood.rows) == 4, 900, "the likelihood readout")
+    wait(400)
+    path = out / f"{name}-score.png"
+    save_small(window.grab().toImage(), path)
+    print(f"  {shown(path)}", flush=True)
+    controls = panel.particles
+    controls.modeCombo.setCurrentIndex(controls.modeCombo.findData("compare"))
+    controls.countSpin.setValue(500)
+    controls.stepsSpin.setValue(100)
+    panel.particle_run = None
+    controls.runButton.click()
+    wait_for(lambda: panel.particle_run is not None, 600, "the particles")
+    controls.slider.setValue(int(0.8 * controls.slider.maximum()))
+    t = panel.timeSlider.value()
+    wait_for(lambda: panel.field_data is not None and panel.field_data.t == t, 120,
+             "the field at the particles' t")
+    wait(400)
+    path = out / f"{name}-score-particles.png"
+    save_small(window.grab().toImage(), path)
+    print(f"  {shown(path)}", flush=True)
+
+
 def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
-        trails: bool, series: list[int] | None = None, preset: str | None = None) -> None:
+        trails: bool, series: list[int] | None = None, preset: str | None = None,
+        panels: tuple = ("tabs", "score")) -> None:
     window.session.set_trainer(None)
     window.experiment.set_config(config, preset=preset)
     wait_for(lambda: window.session.dataset is not None
@@ -111,6 +154,10 @@ def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
         recorder.close()
     print(f"{name}: trained {window.session.trainer.step} steps in "
           f"{time.monotonic() - started:.0f} s ({finished[0]})", flush=True)
+    if "score" in panels and window.session.dataset.kind == "vector":
+        score_shots(window, name, out)
+    if "tabs" not in panels:
+        return
     panel = window.trajectory_panel
     panel.set_params(sample_params)
     sampled = []
@@ -139,6 +186,9 @@ def main(argv=None) -> int:
     parser.add_argument("--series", default="300,1500,3000,6000",
                         help="2-D training steps whose probe is saved as an Entropy-panel image")
     parser.add_argument("--only", choices=("toy", "mnist"), default=None)
+    parser.add_argument("--panels", default="tabs,score",
+                        help="which images: tabs (one per tab, and the Entropy series), "
+                             "score (the Score tab of the 2-D run)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -167,17 +217,20 @@ def main(argv=None) -> int:
     toy.diffusion.loss_type = "hybrid"
     toy.train.steps = args.toy_steps
     toy.train.probe_every = 100
+    panels = tuple(part.strip() for part in args.panels.split(","))
     series = [int(step) for step in args.series.split(",") if step.strip()]
+    if "tabs" not in panels:
+        series = []
     if args.only in (None, "toy"):
         run(window, "toy-2d", toy, {"sampler": "ddpm", "steps": 100, "n": 1000, "seed": 0}, out,
-            frame=0.75, trails=True, series=series)
+            frame=0.75, trails=True, series=series, panels=panels)
     if args.only in (None, "mnist"):
         mnist = load_preset("mnist-cpu")
         if args.mnist_steps is not None:
             mnist.train.steps = args.mnist_steps
         run(window, "mnist", mnist, {"sampler": "ddpm", "steps": 100, "n": 36, "seed": 0},
             out, frame=0.6, trails=False,
-            preset="mnist-cpu" if args.mnist_steps is None else None)
+            preset="mnist-cpu" if args.mnist_steps is None else None, panels=panels)
     window.close()
     return 0
 

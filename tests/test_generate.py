@@ -184,3 +184,22 @@ def test_a_box_given_as_a_list_is_a_box_and_a_malformed_one_is_refused():
 def test_the_trajectory_says_which_path_ran_the_steps():
     traj = sample(ConstantEps([0.0, 0.0, 0.0]), diffusion(T=5), 2, (2,))
     assert traj.path == "eager (cpu)"
+
+
+@pytest.mark.parametrize("module, options", [("langevin", {"langevin_steps": 3.0}),
+                                             ("pc", {"corrector_steps": 2.0})])
+def test_sub_step_samplers_record_every_sub_step_at_its_level(module, options):
+    """Langevin and predictor-corrector take K (or 1 + C) sub-steps per level: each recorded
+    frame carries its level's timestep, from T down to 0."""
+    import importlib
+
+    spec = importlib.import_module(f"core.samplers.{module}").SPEC
+    d = diffusion(T=20)
+    traj = sample(ConstantEps([0.0]), d, 3, (2,), sampler=spec.name, steps=5,
+                  options=options, seed=0, record_every=1)
+    per_level = spec.network_calls(5, options) // 5
+    levels = d.schedule.respace(space_timesteps(20, [5])).timestep_map
+    assert len(traj.timesteps) == 1 + 5 * per_level
+    assert traj.timesteps[0] == 20
+    expected = np.repeat(np.asarray(levels, dtype=np.int64)[::-1], per_level)
+    assert np.array_equal(traj.timesteps[1:], expected)
