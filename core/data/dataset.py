@@ -72,13 +72,16 @@ class Dataset:
 
 
 def split_indices(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) index arrays, each sorted: the first max(1, round(0.1 n)) entries of
-    np.random.default_rng(seed).permutation(n) are the test set. Needs n >= 2."""
+    """(train, test) index arrays: the first max(1, round(0.1 n)) entries of
+    np.random.default_rng(seed).permutation(n) are the test set, the rest the training set,
+    each in that shuffled order, so the first k items of a split are a uniform sample of it
+    (sources such as MNIST 5k come sorted by class; scores, bounds and floors that take
+    "the first n test images" must not see only zeros and ones). Needs n >= 2."""
     if n < 2:
         raise DataError(f"a data set needs at least 2 items to split into train and test, got {n}")
     n_test = max(1, round(TEST_FRACTION * n))
     order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_test:]), np.sort(order[:n_test])
+    return order[n_test:], order[:n_test]
 
 
 def labels_tensor(labels: np.ndarray | None, index: np.ndarray) -> torch.Tensor | None:
