@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from core.interop import InteropError, open_model
-from core.interop.improved import guess_flags
+from core.interop.improved import guess_flags, guess_flags_of
 from core.interop.improved_flags import flags_text, parse_flags
 
 # README flags, pasted as published (improved-diffusion's CIFAR-10 model with learned sigmas)
@@ -286,6 +286,11 @@ def test_without_flags_the_error_shows_the_guess(tmp_path):
     assert "--image_size 64 --in_channels 3 --num_channels 32 --num_res_blocks 2" in message
     opened = open_model(path, flags=None, guess_flags=True)
     assert opened.flags_guessed and "guessed" in opened.notes[0]
+    guess = guess_flags_of(path)                        # what the app's dialog prefills
+    assert guess.flags["num_channels"] == 32 and "image_size" not in guess.determined
+    with pytest.raises(InteropError, match="not an improved-/guided-diffusion UNet state dict"):
+        torch.save({"weight": torch.zeros(2)}, tmp_path / "other.pt")
+        guess_flags_of(tmp_path / "other.pt")
 
 
 @pytest.mark.parametrize("change, words", [

@@ -120,6 +120,15 @@ class FlagGuess:
     determined: tuple[str, ...]
 
 
+def guess_flags_of(path) -> FlagGuess:
+    """guess_flags of the state dict in a file (what a dialog asking for flags prefills);
+    InteropError when it cannot be read or is not such a state dict."""
+    from core.interop.errors import local_path
+
+    path = local_path(path)
+    return guess_flags(read_state(path), path)
+
+
 def guess_flags(state: dict, source="state dict") -> FlagGuess:
     """Flags from the names and shapes of an improved-/guided-diffusion UNet state dict."""
     if "input_blocks.0.0.weight" not in state or "out.2.weight" not in state:
