@@ -17,9 +17,9 @@ final denoising). K network calls per level.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from core.samplers.base import OptionSpec, SamplerRun, SamplerSpec, StepOutput
+from core.samplers.affine import AffineRun
+from core.samplers.base import OptionSpec, SamplerSpec
 
 LANGEVIN_STEPS = OptionSpec("langevin_steps", "K", 10.0, "Langevin steps per noise level "
                             "(NCSN used 100)", low=1.0, high=1000.0, step=1.0)
@@ -28,7 +28,7 @@ LANGEVIN_STEP = OptionSpec("langevin_step", "ε/σ_L²", 0.2, "Langevin step siz
                            "0.01² = 0.2)", low=1e-6, high=10.0, step=10.0, scale="log")
 
 
-class AnnealedLangevinRun(SamplerRun):
+class AnnealedLangevinRun(AffineRun):
     def __init__(self, diffusion, model, **kwargs):
         super().__init__(diffusion, model, **kwargs)
         per_level = int(round(self.options["langevin_steps"]))
@@ -38,28 +38,9 @@ class AnnealedLangevinRun(SamplerRun):
         abar = 1.0 / (1.0 + s ** 2)
         alpha = self.options["langevin_step"] * s ** 2                 # eps sigma^2 / sigma_L^2
         self.num_steps = len(level)
-        self.here = self.point_tables(s)
-        eps_coef = -alpha * abar / np.sqrt(1.0 - abar)
-        noise_coef = np.sqrt(2.0 * alpha * abar)
-        noise_coef[0] = eps_coef[0] = 0.0                           # the last: x0
-        self.eps_coef, self.noise_coef = self.table(eps_coef), self.table(noise_coef)
-        self.last = self.table(np.arange(self.num_steps) == 0)
-        self.noise_steps = noise_coef > 0
-        self.variance_host = noise_coef ** 2
-
-    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
-             variant=0) -> StepOutput:
-        x0, eps = self.predict(x, t, self.here)
-        view = (-1,) + (1,) * (x.ndim - 1)
-        x_next = x + self.eps_coef[t].reshape(view) * eps
-        if noise is not None:
-            x_next = x_next + self.noise_coef[t].reshape(view) * noise
-        last = self.last[t].reshape(view)
-        x_next = last * x0 + (1.0 - last) * x_next
-        return StepOutput(x_next, x0, eps, self.noise_coef[t[:1]][0] ** 2)
-
-    def record_variance(self, step: int, output: StepOutput) -> float:
-        return float(self.variance_host[step])
+        self.set_coefficients(self.point_tables(s), np.ones(self.num_steps),
+                              -alpha * abar / np.sqrt(1.0 - abar), np.sqrt(2.0 * alpha * abar),
+                              np.arange(self.num_steps) == 0)
 
 
 SPEC = SamplerSpec(

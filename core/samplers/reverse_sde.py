@@ -14,13 +14,13 @@ sense, 1/2 in the strong sense. One network call per step.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from core.samplers.base import SamplerRun, SamplerSpec, StepOutput
+from core.samplers.affine import AffineRun
+from core.samplers.base import SamplerSpec
 from core.sde import native_coefficients, process_of, run_times
 
 
-class ReverseSDERun(SamplerRun):
+class ReverseSDERun(AffineRun):
     def __init__(self, diffusion, model, **kwargs):
         super().__init__(diffusion, model, **kwargs)
         process = process_of(diffusion.schedule)
@@ -30,27 +30,8 @@ class ReverseSDERun(SamplerRun):
         a, g2 = process.native_drift(t), process.native_g2(t)
         x_coef, eps_coef, noise_coef = native_coefficients(
             process, t, 1.0 - h * a, h * g2, h * g2, t_next)
-        x_coef[0], eps_coef[0], noise_coef[0] = 0.0, 0.0, 0.0   # the last step: x0
-        self.here = self.point_tables(diffusion.schedule.sigmas)
-        self.x_coef, self.eps_coef = self.table(x_coef), self.table(eps_coef)
-        self.noise_coef = self.table(noise_coef)
-        self.last = self.table(np.arange(len(t)) == 0)
-        self.noise_steps = noise_coef > 0
-        self.variance_host = noise_coef ** 2
-
-    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
-             variant=0) -> StepOutput:
-        x0, eps = self.predict(x, t, self.here)
-        view = (-1,) + (1,) * (x.ndim - 1)
-        x_next = self.x_coef[t].reshape(view) * x + self.eps_coef[t].reshape(view) * eps
-        if noise is not None:
-            x_next = x_next + self.noise_coef[t].reshape(view) * noise
-        last = self.last[t].reshape(view)
-        x_next = last * x0 + (1.0 - last) * x_next
-        return StepOutput(x_next, x0, eps, self.noise_coef[t[:1]][0] ** 2)
-
-    def record_variance(self, step: int, output: StepOutput) -> float:
-        return float(self.variance_host[step])
+        self.set_coefficients(self.point_tables(diffusion.schedule.sigmas), x_coef, eps_coef,
+                              noise_coef, np.arange(len(t)) == 0)
 
 
 SPEC = SamplerSpec(
