@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QAbstractButton, QMainWindow, QTabWidget, QVBoxLay
 
 from app import APPLICATION
 from app.controller import ACTIVE_STATES, ExperimentController
+from app.lab_tab import add_samplers_tab
 from app.menus import build_menus
 from app.panels.controls import TrainControls
 from app.panels.entropy import EntropyPanel
@@ -116,6 +117,7 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(panel, title)
             self.tabs.setTabToolTip(self.tabs.count() - 1, TAB_TIPS[title])
         self.score_panel = add_score_tab(self)
+        self.samplers_panel = add_samplers_tab(self)
         self.banner = MessageBanner()
         central = QWidget()
         layout = QVBoxLayout(central)

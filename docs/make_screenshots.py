@@ -20,8 +20,13 @@ reverse SDE and the probability-flow ODE, DDIM eta = 0, from the same x_T: 500 p
 100 steps, at 80 % of the run, the field following their t). `--panels score` writes only
 these two (no tab images, no Entropy series).
 
+And the Samplers tab (samplers_shots): toy-2d-samplers.png, the sampler lab on the trained
+model and the exact eps (DDIM, DPM-Solver++ 2M, UniPC-2, Heun; NFE 1..100; uniform
+spacing; 1,000 samples, seed 0), k-NN KL against NFE, with the samples of DPM-Solver++ 2M
+at 10 NFE with the model. `--panels samplers` writes only that one.
+
     .venv/bin/python docs/make_screenshots.py [--toy-steps 6000] [--mnist-steps 2400]
-        [--series 300,1500,3000,6000] [--only toy|mnist] [--panels tabs,score]
+        [--series 300,1500,3000,6000] [--only toy|mnist] [--panels tabs,score,samplers]
 """
 
 from __future__ import annotations
@@ -133,9 +138,34 @@ def score_shots(window, name: str, out: Path) -> None:
     print(f"  {shown(path)}", flush=True)
 
 
+def samplers_shots(window, name: str, out: Path) -> None:
+    """The Samplers tab on the trained 2-D model (see the module docstring)."""
+    panel = window.samplers_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.set_samplers(["ddim", "dpmpp_2m", "unipc", "heun"])
+    panel.nfeEdit.setText("1,2,3,5,8,10,15,20,30,50,100")
+    panel.countSpin.setValue(1000)
+    panel.seedSpin.setValue(0)
+    finished = []
+    panel.lab.finished.connect(finished.append)
+    started = time.monotonic()
+    panel.runButton.click()
+    wait_for(lambda: finished, 1800, "the sampler lab")
+    panel.lab.finished.disconnect(finished.append)
+    print(f"{name}: sampler lab {finished[0]} in {time.monotonic() - started:.0f} s", flush=True)
+    chosen = [p for p in panel.result.points
+              if p.sampler == "dpmpp_2m" and p.model == "model" and p.nfe == 10]
+    if chosen:
+        panel.show_point(chosen[0])
+    wait(400)
+    path = out / f"{name}-samplers.png"
+    save_small(window.grab().toImage(), path)
+    print(f"  {shown(path)}", flush=True)
+
+
 def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
         trails: bool, series: list[int] | None = None, preset: str | None = None,
-        panels: tuple = ("tabs", "score")) -> None:
+        panels: tuple = ("tabs", "score", "samplers")) -> None:
     window.session.set_trainer(None)
     window.experiment.set_config(config, preset=preset)
     wait_for(lambda: window.session.dataset is not None
@@ -156,6 +186,8 @@ def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
           f"{time.monotonic() - started:.0f} s ({finished[0]})", flush=True)
     if "score" in panels and window.session.dataset.kind == "vector":
         score_shots(window, name, out)
+    if "samplers" in panels and window.session.dataset.kind == "vector":
+        samplers_shots(window, name, out)
     if "tabs" not in panels:
         return
     panel = window.trajectory_panel
@@ -186,9 +218,10 @@ def main(argv=None) -> int:
     parser.add_argument("--series", default="300,1500,3000,6000",
                         help="2-D training steps whose probe is saved as an Entropy-panel image")
     parser.add_argument("--only", choices=("toy", "mnist"), default=None)
-    parser.add_argument("--panels", default="tabs,score",
+    parser.add_argument("--panels", default="tabs,score,samplers",
                         help="which images: tabs (one per tab, and the Entropy series), "
-                             "score (the Score tab of the 2-D run)")
+                             "score (the Score tab of the 2-D run), samplers (its Samplers "
+                             "tab)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = parser.parse_args(argv)
     out = Path(args.out)

@@ -223,3 +223,10 @@ def test_a_path_that_is_not_local_is_never_downloaded(path, monkeypatch, tmp_pat
         open_model(path)
     assert DOWNLOAD_HINT in str(info.value) and str(info.value).startswith(path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_weights_file_alone_points_to_its_folder(tmp_path):
+    folder = write_pipeline(tmp_path / "p", random_unet(SMALL_UNET), SMALL_UNET, SMALL_SCHEDULER)
+    with pytest.raises(InteropError, match="holds diffusers UNet2DModel weights; give the folder"):
+        open_model(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    assert open_model(folder / "unet" / "config.json").num_classes == 10

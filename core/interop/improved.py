@@ -56,7 +56,13 @@ def _prefix(part: Part) -> str:
 
 
 def read_state(path: Path) -> dict:
-    return read_safetensors(path) if path.suffix == ".safetensors" else read_torch_file(path)
+    """The state dict in a .safetensors or torch file; diffusers' weights (conv_in, ...) are
+    refused with the folder to give instead."""
+    state = read_safetensors(path) if path.suffix == ".safetensors" else read_torch_file(path)
+    if "conv_in.weight" in state and "input_blocks.0.0.weight" not in state:
+        raise InteropError(path, "holds diffusers UNet2DModel weights; give the folder that "
+                                 "holds them with their config.json (or the pipeline folder)")
+    return state
 
 
 def flags_beside(path: Path) -> Path | None:
