@@ -149,9 +149,8 @@ def spec_from_config(config: dict, source, null_class_row: bool = False) -> UNet
     dropout = get("dropout")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         refuse("dropout", "must be a number in [0, 1)")
-    for key in ("flip_sin_to_cos",):
-        if not isinstance(get(key), bool):
-            refuse(key, "must be true or false")
+    if not isinstance(get("flip_sin_to_cos"), bool):
+        refuse("flip_sin_to_cos", "must be true or false")
     for key in ("freq_shift", "norm_eps"):
         if isinstance(get(key), bool) or not isinstance(get(key), (int, float)) \
                 or not math.isfinite(get(key)):
