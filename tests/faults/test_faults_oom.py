@@ -1,7 +1,6 @@
 """Out of memory inside a training step and inside sampling: torch.cuda.OutOfMemoryError, a
 real CPU allocation failure (torch's "can't allocate memory") and the Windows wording ("not
-enough memory"). The user is told to use a smaller batch or model, nothing is lost, and the
-next run works."""
+enough memory"). The user is told what to shrink, nothing is lost, and the next run works."""
 
 from __future__ import annotations
 
@@ -104,8 +103,14 @@ def test_core_step_out_of_memory_changes_nothing(fault_in_step):
 
 
 def advice_in(message: str, action: str) -> None:
-    assert message.startswith(f"{action} failed: Out of memory."), message
-    assert "smaller batch size" in message and "smaller model" in message
+    """The message says what failed and what to shrink, by the form's labels for training
+    (app.errors: the batch, the model size and the memory aids) and the sample count for
+    sampling; no traceback or allocator text."""
+    assert message.startswith(f"{action} failed: Out of memory"), message
+    lower = message.lower()
+    assert "batch size" in lower and "model size" in lower, message
+    if action == "Sampling":
+        assert "fewer samples" in lower, message
     assert "Traceback" not in message and "enforce fail" not in message
 
 
