@@ -176,6 +176,7 @@ class SamplersPanel(QWidget):
         self.scoreCombo = QComboBox()
         self.scoreCombo.setObjectName("labScoreCombo")
         self.scoreCombo.setToolTip("The score the plot and the table show")
+        self.scoreCombo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.csvButton = QPushButton("Table CSV…")
         self.csvButton.setObjectName("labCsvButton")
         self.csvButton.setToolTip("Every run with every score, its NFE, steps and seconds, as "
@@ -284,8 +285,9 @@ class SamplersPanel(QWidget):
                          "ε runs without one).")
         if not exact_available(dataset):
             name = getattr(dataset, "title", "") or getattr(dataset, "name", "these data")
-            notes.append(f"No exact ε: {name} has no Gaussian-mixture density (8 Gaussians, "
-                         "25 Gaussians, Gaussian and points drawn with a spread have one).")
+            notes.append(f"No exact ε for {name}: no Gaussian-mixture density is known (8 "
+                         "Gaussians, 25 Gaussians, Gaussian and points drawn with a spread "
+                         "have one).")
         elif trainer is not None:
             notes.append("Both use the trained model's data and diffusion.")
         self.sourceNote.setText(" ".join(notes))

@@ -65,7 +65,7 @@ def test_the_panel_has_named_controls_and_offers_the_exact_eps_only_for_mixtures
     with qtbot.waitSignal(window.dataset_ready, timeout=20000):
         window.experiment.set_config(cfg, preset=None)
     assert not panel.exactCheck.isEnabled()
-    assert "no Gaussian-mixture density" in panel.sourceNote.text()
+    assert "No exact ε for Two moons: no Gaussian-mixture density" in panel.sourceNote.text()
     assert not panel.runButton.isEnabled()          # no source can run
     # drawn points with a spread are a mixture (one Gaussian per point); spread 0 is not
     dialog = DrawDialog(window)
