@@ -15,6 +15,7 @@ Every signal is emitted in the GUI thread.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,6 +72,7 @@ class ScoreController(QObject):
         self._dirty = True
         self._snapshot_pending = False
         self._plane = (None, None, None)     # (data set, its sample, the view box)
+        self._field_started = 0.0
         self._field_timer = QTimer(self)
         self._field_timer.setSingleShot(True)
         self._field_timer.setInterval(FIELD_DEBOUNCE_MS)
@@ -229,9 +231,18 @@ class ScoreController(QObject):
             self.cancel("field")
             return
         mixture = dataset.mixture if source.has_mixture else None
+        self._field_started = time.monotonic()
         self._submit("field", score_jobs.field_task(self.model, diffusion, mixture, source.box,
-                                                    self.t), self.field_ready.emit,
+                                                    self.t), self._on_field,
                      "Computing the score field")
+
+    def _on_field(self, field) -> None:
+        """A field arrived: t changes are throttled to about the time a field takes, so a
+        dragged slider or Play (the field following the particles) still shows fields
+        instead of cancelling every one before it ends."""
+        took_ms = 1000 * (time.monotonic() - self._field_started)
+        self._field_timer.setInterval(int(max(FIELD_DEBOUNCE_MS, min(1.2 * took_ms, 1000))))
+        self.field_ready.emit(field)
 
     def _compute_fisher(self) -> None:
         dataset, diffusion, _device = self._parts()

@@ -23,8 +23,8 @@ from app.analysis import evenly_spaced_timesteps
 from core.score import error_map, exact_score, fisher_divergence, grid, loss_weights, model_score
 
 FIELD_ARROWS = 23           # arrows per side of the grid
-HEAT_PIXELS = 100           # pixels per side of the error map
-FIELD_FISHER_SAMPLES = 4000
+HEAT_PIXELS = 72            # pixels per side of the error map
+FIELD_FISHER_SAMPLES = 2000
 CURVE_TIMESTEPS = 30
 CURVE_SAMPLES = 1500
 MAX_PARTICLE_FRAMES = 200

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QVBoxLayo
 
 from app.widgets.likelihood_table import LikelihoodBox
 from app.widgets.plots import color, make_plot, pen
-from app.widgets.score_field import PATH_PARTICLES, ScoreFieldView
+from app.widgets.score_field import COMPARE_PATHS, PATH_PARTICLES, ScoreFieldView
 from app.widgets.score_particles import ParticleControls
 from core.score import loss_weights
 
@@ -44,6 +44,7 @@ class ScorePanel(QWidget):
         self.source = None
         self.field_data = None
         self.particle_run = None
+        self.fisher_missing = True
         self.timeSlider = QSlider(Qt.Orientation.Horizontal)
         self.timeSlider.setObjectName("scoreTimeSlider")
         self.timeSlider.setRange(0, 0)
@@ -98,27 +99,32 @@ class ScorePanel(QWidget):
         self.marker_point = pg.ScatterPlotItem(size=9, pen=pen(7, width=1.5), brush=None)
         plot.addItem(self.marker_point)
 
-        top = QHBoxLayout()
+        # the views of the plane (hidden for other data): the t row and the left column
+        self.timeRow = QWidget()
+        top = QHBoxLayout(self.timeRow)
+        top.setContentsMargins(0, 0, 0, 0)
         top.addWidget(QLabel("t"))
         top.addWidget(self.timeSlider, 1)
         top.addWidget(self.timeLabel)
         for check in (self.exactCheck, self.errorCheck, self.followCheck):
             top.addWidget(check)
-        left = QVBoxLayout()
-        left.addWidget(self.field, 3)
-        left.addWidget(self.fisherPlot, 2)
-        left.addWidget(self.weightsLabel)
+        self.planeArea = QWidget()
+        left = QVBoxLayout(self.planeArea)
+        left.setContentsMargins(0, 0, 0, 0)
+        left.addWidget(self.field, 2)
+        left.addWidget(self.fisherPlot, 1)
         right = QVBoxLayout()
         right.addWidget(self.particles)
         right.addWidget(self.likelihood)
+        right.addWidget(self.weightsLabel)
         right.addWidget(self.note)
         right.addStretch(1)
         body = QHBoxLayout()
-        body.addLayout(left, 3)
+        body.addWidget(self.planeArea, 3)
         body.addLayout(right, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(top)
+        layout.addWidget(self.timeRow)
         layout.addLayout(body, 1)
 
         self.timeSlider.valueChanged.connect(self._on_time)
@@ -146,8 +152,7 @@ class ScorePanel(QWidget):
         self.source = source
         kind = None if source is None else source.kind
         points = kind == "points"
-        for widget in (self.field, self.fisherPlot, self.weightsLabel, self.particles,
-                       self.exactCheck, self.errorCheck, self.followCheck):
+        for widget in (self.timeRow, self.planeArea, self.weightsLabel, self.particles):
             widget.setVisible(points or kind is None)
         self.likelihood.set_kind(kind, bool(source and source.has_model),
                                  bool(source and source.has_mixture))
@@ -198,9 +203,11 @@ class ScorePanel(QWidget):
         vlb = float(weights["vlb"])
         fisher = getattr(self.field_data, "fisher", None)
         value = (f"Fₜ = {fisher.mean:.3g} ± {fisher.stderr:.1g}"
-                 if fisher is not None and self.field_data.t == t else "Fₜ: —")
+                 if fisher is not None and self.field_data.t == t else
+                 "Fₜ needs a trained model and Gaussian-mixture data (the exact ∇log qₜ)"
+                 if self.fisher_missing else "Fₜ: —")
         self.weightsLabel.setText(
-            f"At t = {t}: {value}. Its weight in L_simple is 1 − ᾱₜ = {float(weights['simple']):.3g} "
+            f"<b>Fₜ in the losses.</b> At t = {t}: {value}. Its weight in L_simple is 1 − ᾱₜ = {float(weights['simple']):.3g} "
             f"(L_simple(t) = (1 − ᾱₜ)·Fₜ + const); in the VLB term Lₜ₋₁ it is "
             + (f"βₜ²/(2β̃ₜαₜ) = {vlb:.3g} (nats/dim)." if np.isfinite(vlb) else
                "βₜ²/(2β̃ₜαₜ), which has no value at t = 0 (there L₀ is the decoder's term)."))
@@ -226,7 +233,10 @@ class ScorePanel(QWidget):
                          self.vlb_curve):
                 item.setData([], [])
             self.marker_point.clear()
+            self.fisher_missing = True
+            self._show_time(self.timeSlider.value())
             return
+        self.fisher_missing = False
         t, mean, err = curve["t"], curve["mean"], curve["stderr"]
         self.fisher_curve.setData(t, mean)
         self.fisher_high.setData(t, mean + 2 * err)
@@ -249,16 +259,19 @@ class ScorePanel(QWidget):
         if run is None or not len(run.timesteps):
             return
         index = int(np.clip(index, 0, len(run.timesteps) - 1))
-        start = max(0, index - PATH_FRAMES)
+        # one run: the recent paths of a few particles; ODE vs SDE: whole paths from x_T
+        compare = len(run.x) > 1
+        start = 0 if compare else max(0, index - PATH_FRAMES)
+        shown = COMPARE_PATHS if compare else PATH_PARTICLES
         frames = [x[index] for x in run.x]
-        paths = [x[start:index + 1, :PATH_PARTICLES] for x in run.x]
-        self.field.show_particles(frames, paths)
+        paths = [x[start:index + 1, :shown] for x in run.x]
+        self.field.show_particles(frames, paths, run.x[0, 0, :shown] if compare else None)
         t = int(run.timesteps[index])
         last = len(run.timesteps) - 1
         where = " (x_T)" if index == 0 else (" (the samples)" if index == last else "")
         self.particles.frameLabel.setText(
             f"frame {index} / {last} · t = {min(t, self.timeSlider.maximum())}{where} · paths "
-            f"of {min(PATH_PARTICLES, run.x.shape[2])} of {run.x.shape[2]:,} particles")
+            f"of {min(shown, run.x.shape[2])} of {run.x.shape[2]:,} particles")
         if self.followCheck.isChecked():
             self.timeSlider.setValue(min(t, self.timeSlider.maximum()))
 

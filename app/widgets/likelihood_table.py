@@ -118,13 +118,13 @@ class LikelihoodBox(QGroupBox):
         self.runButton.setEnabled(kind is not None and (has_model or has_mixture))
         missing = []
         if not has_model:
-            missing.append("the model's rows need a trained model")
+            missing.append("The model's rows need a trained model.")
         if kind == "points" and not has_mixture:
-            missing.append("this data set is no Gaussian mixture: no exact score, no truth")
+            missing.append("These data are no Gaussian mixture: no exact score, no truth.")
         self._help = (
             "NLL per dimension, lower is better; the VLB bounds the model's NLL from above. "
             + ("Images: uniformly dequantised, Hutchinson's trace (4 probes). " if images else "")
-            + ("; ".join(missing).capitalize() + "." if missing else ""))
+            + " ".join(missing))
         self.note.setText(self._result + self._help)
 
     def _cancel(self) -> None:

@@ -14,7 +14,8 @@ from app.widgets.plots import color, make_plot
 from app.widgets.quiver import QuiverItem, reference_norm
 
 HEAT_DECADES = 3.0          # the colour scale spans this many decades below the maximum
-PATH_PARTICLES = 10         # particles whose path is drawn (more are a tangle)
+PATH_PARTICLES = 10         # particles whose recent path is drawn (more are a tangle)
+COMPARE_PATHS = 6           # ODE vs SDE: whole paths of this many particles from x_T
 LEARNED_COLOR = color(0)
 EXACT_COLOR = (40, 40, 40, 150)
 PARTICLE_COLORS = ("#6A3D9A", "#1B7837")   # one per run (ODE vs SDE: two)
@@ -75,9 +76,10 @@ class ScoreFieldView(QWidget):
         self.particles = [pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(c))
                           for c in PARTICLE_COLORS]
         for path, points in zip(self.paths, self.particles, strict=True):
-            path.setOpacity(0.75)
             plot.addItem(path)
             plot.addItem(points)
+        self.starts = pg.ScatterPlotItem(size=9, pen=pg.mkPen("#000000", width=1.5), brush=None)
+        plot.addItem(self.starts)
         self.box = None
         self._background = None
         self.plot_widget.setToolTip(
@@ -135,9 +137,14 @@ class ScoreFieldView(QWidget):
         self.color_bar.setLevels(levels)
         self.color_bar.show()
 
-    def show_particles(self, frames: list, paths: list) -> None:
+    def show_particles(self, frames: list, paths: list, starts=None) -> None:
         """frames: per run an (N, 2) array (or None); paths: per run (L, M, 2), the last L
-        positions of the first M particles."""
+        positions of the first M particles; starts: (M, 2) points ringed (the shared x_T
+        of compared runs) or None."""
+        if starts is None:
+            self.starts.clear()
+        else:
+            self.starts.setData(pos=np.asarray(starts))
         for index, (points, path) in enumerate(zip(self.particles, self.paths, strict=True)):
             frame = frames[index] if index < len(frames) else None
             if frame is None:
@@ -149,6 +156,10 @@ class ScoreFieldView(QWidget):
             if walk is None or len(walk) < 2:
                 path.setData([], [])
                 continue
+            # ODE vs SDE: the smooth ODE paths drawn bold over the SDE's jitter
+            compare = len(frames) > 1
+            path.setPen(pg.mkPen(PARTICLE_COLORS[index], width=2.4 if compare and index else 1.0))
+            path.setOpacity(0.5 if compare and not index else 0.85)
             lines = np.transpose(walk, (1, 0, 2))                     # (M, L, 2)
             connect = np.ones(lines.shape[:2], dtype=bool)
             connect[:, -1] = False

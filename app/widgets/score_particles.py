@@ -6,7 +6,7 @@ a scrub slider with Play over the recorded frames (as in the Trajectories panel)
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -17,9 +17,9 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSpinBox,
-    QStyle,
 )
 
+from app.widgets.player import SliderPlayer
 from app.widgets.sampler_options import option_value, option_widget
 from core.samplers import ddim, langevin, pc, reverse_sde, rk45
 from core.samplers.base import ETA
@@ -29,7 +29,6 @@ PARTICLE_SPECS = (langevin.SPEC, pc.SPEC, reverse_sde.SPEC, rk45.SPEC, ddim.SPEC
 SDE_RUN = ("reverse SDE", reverse_sde.SPEC, {})
 ODE_RUN = ("probability-flow ODE (DDIM η = 0)", ddim.SPEC, {ETA.name: 0.0})
 ONE, COMPARE = "one", "compare"
-PLAY_INTERVAL_MS = 40
 DEFAULT_COUNT = 500
 
 
@@ -104,12 +103,8 @@ class ParticleControls(QGroupBox):
         self.slider.setRange(0, 0)
         self.slider.setEnabled(False)
         self.slider.setToolTip("The recorded frames: 0 is x_T, the last the samples")
-        style = self.style()
-        self.play_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
-        self.pause_icon = style.standardIcon(QStyle.StandardPixmap.SP_MediaPause)
-        self.playButton = QPushButton(self.play_icon, "Play")
+        self.playButton = QPushButton("Play")
         self.playButton.setObjectName("particlePlayButton")
-        self.playButton.setCheckable(True)
         self.playButton.setEnabled(False)
         self.playButton.setToolTip("Play the frames from x_T to the samples")
         self.frameLabel = QLabel("Press Run to release particles from the prior.")
@@ -142,15 +137,12 @@ class ParticleControls(QGroupBox):
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(3, 1)
 
-        self._timer = QTimer(self)
-        self._timer.setInterval(PLAY_INTERVAL_MS)
-        self._timer.timeout.connect(self._advance)
+        self._player = SliderPlayer(self.slider, self.playButton)
         self.modeCombo.currentIndexChanged.connect(self._update_options)
         self.samplerCombo.currentIndexChanged.connect(self._update_options)
         self.runButton.clicked.connect(self._request)
         self.cancelButton.clicked.connect(self._cancel)
         self.slider.valueChanged.connect(self.frame_changed)
-        self.playButton.toggled.connect(self._on_play)
         self._update_options()
 
     # -- settings --------------------------------------------------------------------------
@@ -226,24 +218,5 @@ class ParticleControls(QGroupBox):
         if count:
             self.frame_changed.emit(self.slider.value())
 
-    def _on_play(self, playing: bool) -> None:
-        if playing:
-            if self.slider.value() >= self.slider.maximum():
-                self.slider.setValue(0)
-            self.playButton.setText("Pause")
-            self.playButton.setIcon(self.pause_icon)
-            self._timer.start()
-        else:
-            self.playButton.setText("Play")
-            self.playButton.setIcon(self.play_icon)
-            self._timer.stop()
-
     def stop_playing(self) -> None:
-        if self.playButton.isChecked():
-            self.playButton.setChecked(False)
-
-    def _advance(self) -> None:
-        value = self.slider.value() + 1
-        self.slider.setValue(min(value, self.slider.maximum()))
-        if value >= self.slider.maximum():
-            self.stop_playing()
+        self._player.stop()
