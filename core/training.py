@@ -390,7 +390,8 @@ class Trainer:
             on_probe: Callable[[dict], None] | None = None) -> str:
         """Take `steps` more optimizer steps (None: until config.train.steps in total).
 
-        should_stop() is polled before every step; on_metrics(rows) gets the new per-step
+        should_stop() is polled before every step and before a probe (a probe due when a
+        stop comes is taken after the next step instead); on_metrics(rows) gets the new per-step
         rows every log_every steps and at the end; on_probe(probe) follows each probe
         (every probe_every steps, and at the next step after request_probe()).
         Returns "finished", or "stopped" when should_stop() said so.
@@ -418,6 +419,10 @@ class Trainer:
                     self._flush(on_metrics)
                 due = tc.probe_every > 0 and self.step % tc.probe_every == 0
                 if (due or self._probe_requested.is_set()) and self.rank == 0:
+                    if should_stop is not None and should_stop():
+                        self._probe_requested.set()   # a Stop is not kept waiting: the
+                        status = "stopped"            # probe comes after the next step
+                        break
                     self._flush(on_metrics)
                     probe = self.probe()
                     if on_probe is not None:

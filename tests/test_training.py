@@ -112,6 +112,23 @@ def test_should_stop_is_polled_before_every_step():
     assert trainer.run(4) == "finished" and trainer.step == 10
 
 
+def test_a_stop_is_not_kept_waiting_by_a_probe_that_falls_due():
+    trainer = Trainer(tiny_config(train={"probe_every": 5}), dataset=toy_dataset())
+    stop = {"now": False}
+
+    def should_stop():
+        return stop["now"]
+
+    def on_metrics(rows):
+        stop["now"] = any(r["step"] == 5 for r in rows)   # Stop pressed during step 5
+
+    assert trainer.run(20, on_metrics=on_metrics, should_stop=should_stop) == "stopped"
+    assert trainer.step == 5 and trainer.probe_history == []
+    stop["now"] = False
+    assert trainer.run(1) == "finished"
+    assert [p["step"] for p in trainer.probe_history] == [6]    # taken after the next step
+
+
 def test_run_without_steps_goes_to_the_configured_total():
     trainer = Trainer(tiny_config(train={"steps": 12}), dataset=toy_dataset())
     trainer.run(5)
