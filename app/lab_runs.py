@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.exact import exact_diffusion
 from core.lab import LabPoint, LabSettings, plan
 
 SOURCES = ("model", "exact")          # the trained network's eps, the mixture's exact eps
@@ -114,21 +115,6 @@ def run(inputs: LabInputs, settings: LabSettings, sources, progress=None,
     return LabResult(settings, tuple(sources), points, floor, "image" if images else "vector",
                      truth, run_title(dataset, diffusion, settings), diffusion.num_timesteps,
                      truth_title, density)
-
-
-def exact_diffusion(diffusion):
-    """The diffusion the exact eps runs on: the model's schedule, read as an eps prediction,
-    with the model's fixed variance (beta-tilde where the model learns it: the exact eps has
-    no variance output)."""
-    from core.diffusion import GaussianDiffusion
-    from core.options import MeanType, VarType
-
-    variance = (VarType.FIXED_SMALL if diffusion.var_type is VarType.LEARNED_RANGE
-                else diffusion.var_type)
-    if diffusion.mean_type is MeanType.EPS and variance is diffusion.var_type:
-        return diffusion
-    return GaussianDiffusion(diffusion.schedule, mean_type=MeanType.EPS, var_type=variance,
-                             data_kind=diffusion.data_kind)
 
 
 def _check_spacing(runs, diffusion, spacing: str) -> None:

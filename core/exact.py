@@ -82,3 +82,19 @@ class ExactEps(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
         abar = self.alpha_bar(t).reshape(-1, 1)
         return (-(1.0 - abar).sqrt() * self.score(x, t)).to(x.dtype)
+
+
+def exact_diffusion(diffusion):
+    """The diffusion the exact eps runs on beside a model's: the model's schedule read as an
+    eps prediction, with the model's fixed variance (beta-tilde where the model learns it,
+    since the exact eps has no variance output); the model's own diffusion when that is
+    already so."""
+    from core.diffusion import GaussianDiffusion
+    from core.options import MeanType, VarType
+
+    variance = (VarType.FIXED_SMALL if diffusion.var_type is VarType.LEARNED_RANGE
+                else diffusion.var_type)
+    if diffusion.mean_type is MeanType.EPS and variance is diffusion.var_type:
+        return diffusion
+    return GaussianDiffusion(diffusion.schedule, mean_type=MeanType.EPS, var_type=variance,
+                             data_kind=diffusion.data_kind)

@@ -43,6 +43,7 @@ from core.build import (
     model_num_classes,
 )
 from core.config import ConfigError, ExperimentConfig
+from core.data.dataset import data_box
 from core.device import AutocastModel, get_rng_state, resolve_device, set_rng_state
 from core.ema import EMA, effective_decay, make_ema
 from core.fast_train import attach_default
@@ -473,19 +474,6 @@ class Trainer:
         """A frozen copy of the EMA network (same device, eval mode) for sampling threads."""
         with self._ema_lock:
             return make_ema(self.ema_model)
-
-
-DATA_BOX_MARGIN = 0.1
-
-
-def data_box(train: torch.Tensor) -> tuple[list[float], list[float]]:
-    """(low, high) per dimension of vector data (N, D): the training data's min and max,
-    widened by DATA_BOX_MARGIN of the range on each side. Sampling clamps x0 estimates of
-    vector data to it, as images are clamped to [-1, 1] (core.generate.sample)."""
-    x = train.reshape(train.shape[0], -1).detach().to("cpu", torch.float64)
-    low, high = x.min(dim=0).values, x.max(dim=0).values
-    pad = DATA_BOX_MARGIN * (high - low)
-    return (low - pad).tolist(), (high + pad).tolist()
 
 
 def _data_variance(train: torch.Tensor, limit: int = 5000) -> float:

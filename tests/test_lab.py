@@ -139,3 +139,21 @@ def test_compare_samplers_scores_an_image_model_by_fd(tmp_path, capsys):
     report = json.loads(report_path.read_text())
     assert len(report["points"]) == 4 and report["floor"]["fd"] >= 0
     assert all(np.isfinite(p["fd"]) and p["fd"] > report["floor"]["fd"] for p in report["points"])
+
+
+def test_compare_samplers_runs_the_exact_eps_beside_a_learned_variance_model(tmp_path, capsys):
+    """The exact eps has no variance channels: beside a learned-range model it runs on the
+    same schedule with beta-tilde (core.exact.exact_diffusion)."""
+    from core.cli import main
+    from tests.test_cli import TOY, write_config
+
+    config = dict(TOY, diffusion={**TOY["diffusion"], "variance_type": "learned_range",
+                                  "loss_type": "hybrid"})
+    ckpt = tmp_path / "learned.ckpt"
+    assert main(["train", "--config", str(write_config(tmp_path, config)), "--out", str(ckpt)]) == 0
+    out = tmp_path / "lab.json"
+    code = main(["compare-samplers", "--checkpoint", str(ckpt), "--samplers", "ddpm,ddim",
+                 "--nfe", "3", "--n", "100", "--json", str(out), "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    models = sorted({(p["model"], p["sampler"]) for p in json.loads(out.read_text())["points"]})
+    assert models == [("exact", "ddim"), ("exact", "ddpm"), ("model", "ddim"), ("model", "ddpm")]

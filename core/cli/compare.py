@@ -80,7 +80,7 @@ def _budgets(text: str) -> list[int]:
 
 def run(args) -> int:
     from core.device import resolve_device
-    from core.exact import ExactEps
+    from core.exact import ExactEps, exact_diffusion
     from core.lab import LabSettings, image_scorer, point_scorer, run_lab
 
     settings = LabSettings(samplers=_names(args.samplers), nfe=_budgets(args.nfe),
@@ -96,12 +96,13 @@ def run(args) -> int:
     images = len(source.data_shape) == 3
     score, floor = (image_scorer(dataset, settings.n, settings.seed) if images
                     else point_scorer(dataset, settings.n))
-    models = [("exact" if source.exact else "model", source.model)]
+    models = [("exact" if source.exact else "model", source.model, source.diffusion)]
     if not source.exact and dataset.mixture is not None:
-        models.append(("exact", ExactEps(dataset.mixture, source.diffusion.schedule).to(device)))
+        models.append(("exact", ExactEps(dataset.mixture, source.diffusion.schedule).to(device),
+                       exact_diffusion(source.diffusion)))
     points, progress = [], _Progress(len(models))
-    for index, (name, model) in enumerate(models):
-        points += run_lab(model, source.diffusion, source.data_shape, settings, score,
+    for index, (name, model, diffusion) in enumerate(models):
+        points += run_lab(model, diffusion, source.data_shape, settings, score,
                           model_name=name, data_box=source.data_box, device=device,
                           progress=lambda done, total, i=index: progress.update(i, done, total))
     progress.end()

@@ -121,3 +121,16 @@ def image_dataset(name: str, images: np.ndarray, max_value: float, *, size: int 
         train_labels=labels_tensor(labels, train_index), test_labels=labels_tensor(labels, test_index),
         num_classes=num_classes if labels is not None else None, **extra,
     )
+
+
+DATA_BOX_MARGIN = 0.1
+
+
+def data_box(train: torch.Tensor) -> tuple[list[float], list[float]]:
+    """(low, high) per dimension of vector data (N, D): the training data's min and max,
+    widened by DATA_BOX_MARGIN of the range on each side. Sampling clamps x0 estimates of
+    vector data to it, as images are clamped to [-1, 1] (core.generate.sample)."""
+    x = train.reshape(train.shape[0], -1).detach().to("cpu", torch.float64)
+    low, high = x.min(dim=0).values, x.max(dim=0).values
+    pad = DATA_BOX_MARGIN * (high - low)
+    return (low - pad).tolist(), (high + pad).tolist()
