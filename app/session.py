@@ -51,6 +51,8 @@ class Session(QObject):
       state_changed(str)                "idle" | "starting" | "running" | "paused" |
                                         "stopping" | "stopped" | "finished" | "failed"
       model_described(list)             rows of core.models.describe_model
+      model_source_changed(list | None) what an opened model from elsewhere is
+                                        (core.interop.describe_lines); None: none
       data_curves_changed(dict | None)  entropy curves of the data (app.analysis)
       cost_changed(CostEstimate | None) what the shown settings cost (core.cost)
       sampling_cost_changed(...)        what sampling from the trained model costs
@@ -66,6 +68,7 @@ class Session(QObject):
     trajectory_changed = Signal(object)
     state_changed = Signal(str)
     model_described = Signal(object)
+    model_source_changed = Signal(object)
     data_curves_changed = Signal(object)
     cost_changed = Signal(object)
     sampling_cost_changed = Signal(object)
@@ -83,6 +86,7 @@ class Session(QObject):
         self.trajectory: Any = None
         self.state = "idle"
         self.model_rows: list = []
+        self.model_source: list[str] | None = None  # lines describing an opened model
         self.data_curves: dict | None = None
         self.cost: Any = None            # core.cost.CostEstimate of the shown settings
         self.sampling_cost: Any = None   # ... of the trained model (for sampling)
@@ -151,6 +155,12 @@ class Session(QObject):
     def set_model_rows(self, rows: list) -> None:
         self.model_rows = list(rows)
         self.model_described.emit(self.model_rows)
+
+    def set_model_source(self, lines: list[str] | None) -> None:
+        """The current model was opened from elsewhere (app.open_model): its description,
+        one line each; None: it was not (a run or checkpoint of this app)."""
+        self.model_source = list(lines) if lines is not None else None
+        self.model_source_changed.emit(self.model_source)
 
     def set_data_curves(self, curves: dict | None) -> None:
         self.data_curves = curves
