@@ -17,6 +17,8 @@ FIELD_LABELS: dict[str, str] = {
     "model": "Model size",
     "diffusion.schedule": "Schedule",
     "diffusion.timesteps": "Steps T",
+    "diffusion.sigma_min": "σ range (VE)",
+    "diffusion.sigma_max": "σ range (VE)",
     "diffusion.mean_type": "Mean",
     "diffusion.variance_type": "Variance",
     "diffusion.loss_type": "Loss",
@@ -55,6 +57,10 @@ FIELD_TIPS = {
                      "βₜ from 1e-4 to 0.02 (Ho et al.); cosine: ᾱₜ ∝ cos²(π/2 · (t/T + s)/"
                      "(1 + s)) (Nichol & Dhariwal)",
     "diffusion.timesteps": "T, the number of noising steps: xₜ = √ᾱₜ x₀ + √(1 − ᾱₜ) ε, t = 1..T",
+    "diffusion.sigma_min": "The VE schedule's noise levels (Song & Ermon 2019): σᵢ geometric from "
+                           "σ min to σ max, x̃ = x₀ + σᵢ z; NCSN picks σ max near the largest "
+                           "distance between data points",
+    "diffusion.sigma_max": "The VE schedule's largest noise level σ max (see σ min)",
     "diffusion.mean_type": "What the network predicts: the noise ε, x₀ itself, or "
                      "v = √ᾱₜ ε − √(1 − ᾱₜ) x₀; the reverse mean μθ(xₜ, t) follows from it",
     "diffusion.variance_type": "The reverse step's variance Σθ: fixed small β̃ₜ = (1 − ᾱₜ₋₁)/"

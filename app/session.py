@@ -193,6 +193,6 @@ class Session(QObject):
         """The trainer's probes belong to the schedule on screen (same schedule and T), so
         panels may draw them over it."""
         trained = self.training_config
-        return trained is not None and (
-            trained.diffusion.schedule, trained.diffusion.timesteps
-        ) == (self.config.diffusion.schedule, self.config.diffusion.timesteps)
+        key = ("schedule", "timesteps", "sigma_min", "sigma_max")
+        return trained is not None and all(
+            getattr(trained.diffusion, k) == getattr(self.config.diffusion, k) for k in key)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
     QGroupBox,
+    QHBoxLayout,
     QLabel,
     QVBoxLayout,
     QWidget,
@@ -72,6 +73,16 @@ class ExperimentPanel(QWidget):
         self.scheduleCombo = combo("scheduleCombo",
                                     [(name, spec.label) for name, spec in SCHEDULES.items()])
         self.timestepsSpin = spin("timestepsSpin", "diffusion.timesteps", 10)
+        self.sigmaMinSpin = limited_double_spin(ScientificSpinBox(), "diffusion.sigma_min")
+        self.sigmaMinSpin.setObjectName("sigmaMinSpin")
+        self.sigmaMaxSpin = limited_double_spin(ScientificSpinBox(), "diffusion.sigma_max")
+        self.sigmaMaxSpin.setObjectName("sigmaMaxSpin")
+        self.sigmaRange = QWidget()
+        sigma_row = QHBoxLayout(self.sigmaRange)
+        sigma_row.setContentsMargins(0, 0, 0, 0)
+        for text, box in (("min", self.sigmaMinSpin), ("max", self.sigmaMaxSpin)):
+            sigma_row.addWidget(QLabel(text))
+            sigma_row.addWidget(box, 1)
         self.meanTypeCombo = combo("meanTypeCombo", choices(MeanType))
         self.varianceTypeCombo = combo("varianceTypeCombo", choices(VarType))
         self.lossTypeCombo = combo("lossTypeCombo", choices(LossType))
@@ -103,6 +114,8 @@ class ExperimentPanel(QWidget):
                               ("model", self.modelSizeCombo),
                               ("diffusion.schedule", self.scheduleCombo),
                               ("diffusion.timesteps", self.timestepsSpin),
+                              ("diffusion.sigma_min", self.sigmaMinSpin),
+                              ("diffusion.sigma_max", self.sigmaMaxSpin),
                               ("diffusion.mean_type", self.meanTypeCombo),
                               ("diffusion.variance_type", self.varianceTypeCombo),
                               ("diffusion.loss_type", self.lossTypeCombo),
@@ -130,6 +143,7 @@ class ExperimentPanel(QWidget):
         self._row(model_form, "model", self.modelSizeCombo)
         self._row(model_form, "diffusion.schedule", self.scheduleCombo)
         self._row(model_form, "diffusion.timesteps", self.timestepsSpin)
+        self._row(model_form, "diffusion.sigma_min", self.sigmaRange)
         self._row(model_form, "diffusion.mean_type", self.meanTypeCombo)
         self._row(model_form, "diffusion.variance_type", self.varianceTypeCombo)
         self._row(model_form, "diffusion.loss_type", self.lossTypeCombo)
@@ -152,6 +166,7 @@ class ExperimentPanel(QWidget):
             "train.grayscale": self.datasetCombo, "train.num_samples": self.datasetCombo,
             "train.class_conditional": self.classConditionalCheck,
             "diffusion.schedule": self.scheduleCombo, "diffusion.timesteps": self.timestepsSpin,
+            "diffusion.sigma_min": self.sigmaRange, "diffusion.sigma_max": self.sigmaRange,
             "diffusion.mean_type": self.meanTypeCombo,
             "diffusion.variance_type": self.varianceTypeCombo,
             "diffusion.loss_type": self.lossTypeCombo, "diffusion.lambda_vlb": self.lossTypeCombo,
@@ -166,7 +181,8 @@ class ExperimentPanel(QWidget):
                     self.lossTypeCombo, self.deviceCombo, self.modelSizeCombo):
             box.currentIndexChanged.connect(self._on_edit)
         for field in (self.timestepsSpin, self.batchSizeSpin, self.trainStepsSpin, self.seedSpin,
-                      self.microBatchSpin, self.learningRateSpin):
+                      self.microBatchSpin, self.learningRateSpin, self.sigmaMinSpin,
+                      self.sigmaMaxSpin):
             field.valueChanged.connect(self._on_edit)
         for check in (self.classConditionalCheck, self.checkpointingCheck):
             check.toggled.connect(self._on_edit)
@@ -232,6 +248,8 @@ class ExperimentPanel(QWidget):
             self._select_model_size(cfg)
             set_combo_value(self.scheduleCombo, cfg.diffusion.schedule)
             self.timestepsSpin.setValue(int(cfg.diffusion.timesteps))
+            self.sigmaMinSpin.setValue(float(cfg.diffusion.sigma_min))
+            self.sigmaMaxSpin.setValue(float(cfg.diffusion.sigma_max))
             set_combo_value(self.meanTypeCombo, cfg.diffusion.mean_type)
             set_combo_value(self.varianceTypeCombo, cfg.diffusion.variance_type)
             set_combo_value(self.lossTypeCombo, cfg.diffusion.loss_type)
@@ -264,6 +282,8 @@ class ExperimentPanel(QWidget):
         diffusion = replace(base.diffusion,
                             schedule=self.scheduleCombo.currentData(),
                             timesteps=timesteps,
+                            sigma_min=float(self.sigmaMinSpin.value()),
+                            sigma_max=float(self.sigmaMaxSpin.value()),
                             mean_type=self.meanTypeCombo.currentData(),
                             variance_type=self.varianceTypeCombo.currentData(),
                             loss_type=self.lossTypeCombo.currentData())
@@ -386,6 +406,9 @@ class ExperimentPanel(QWidget):
     def _on_edit(self, *_args) -> None:
         if self._updating:
             return
+        spec = SCHEDULES.get(self.scheduleCombo.currentData())
+        self._forms[self.sigmaRange].setRowVisible(
+            self.sigmaRange, spec is not None and spec.process == "ve")
         cfg = self.validate()
         self.config_edited.emit(cfg)
 
