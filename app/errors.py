@@ -83,7 +83,8 @@ def describe_error(exc: BaseException, action: str = "", path: str | None = None
         return prefix + OOM_ADVICE_BY_ACTION.get(action, OOM_ADVICE)
     if name == "ConfigError":
         return prefix + readable_error(exc)
-    if name in ("TrainingDiverged", "DataError", "CheckpointError", "CheckpointWriteError"):
+    if name in ("TrainingDiverged", "DataError", "CheckpointError", "CheckpointWriteError",
+                "InteropError", "ExportWriteError"):
         # core's messages already name the field or file, the problem and what to try
         return prefix + str(exc)
     if isinstance(exc, OSError):

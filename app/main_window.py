@@ -15,6 +15,7 @@ from app import APPLICATION
 from app.controller import ACTIVE_STATES, ExperimentController
 from app.lab_tab import add_samplers_tab
 from app.menus import build_menus
+from app.open_model_menu import add_open_model
 from app.panels.controls import TrainControls
 from app.panels.entropy import EntropyPanel
 from app.panels.experiment import ExperimentPanel
@@ -90,6 +91,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_status_bar()
         self._connect()
+        self.model_files = add_open_model(self)     # File → Open model…, Fine-tune, export
         self.resize(1280, 800)
         self._restore(restore)
         self.device_status.update()

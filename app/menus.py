@@ -90,9 +90,9 @@ def _action(window: QMainWindow, text: str, slot, shortcut=None) -> QAction:
 
 def build_menus(window) -> None:
     """File, Run, View and Help of `window` (a MainWindow): sets window.action_save,
-    action_load, recent_menu, recent_files and run_actions."""
+    action_load, recent_menu, recent_files, run_actions, file_menu and run_menu."""
     keys = QKeySequence.StandardKey
-    menu = window.menuBar().addMenu("&File")
+    menu = window.file_menu = window.menuBar().addMenu("&File")
     window.action_save = _action(window, "&Save checkpoint…", window._save_checkpoint_dialog,
                                  keys.Save)
     window.action_load = _action(window, "&Open checkpoint…", window._load_checkpoint_dialog,
@@ -113,7 +113,7 @@ def build_menus(window) -> None:
     menu.addSeparator()
     menu.addAction(_action(window, "&Quit", window.close, keys.Quit))
 
-    run = window.menuBar().addMenu("&Run")
+    run = window.run_menu = window.menuBar().addMenu("&Run")
     controls, panel = window.controls, window.trajectory_panel
     window.run_actions = {
         "start": button_action(window, "&Start / continue training", controls.startButton,

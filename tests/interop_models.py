@@ -81,3 +81,22 @@ def make_checkpoint(path, *, class_conditional: bool = False, variance: str = "f
             parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
     save_checkpoint(path, trainer)
     return path
+
+
+def improved_state_dict(flags: str, seed: int = 0) -> dict:
+    """An improved-/guided-diffusion state dict (their key names and qkv layout) for the
+    pasted `flags`, with seeded random weights: the explorer's UNet of those flags, exported
+    through core.interop's mapping (for tests of what opens it, not of the mapping itself:
+    tests/test_interop_improved.py checks that against its own reference)."""
+    from core.interop import improved
+    from core.interop.convert import build_unet, export_weights
+    from core.interop.improved_flags import map_flags, parse_flags
+
+    mapped = map_flags(parse_flags(flags))
+    generator = torch.Generator().manual_seed(seed)
+    network = build_unet(mapped.model, mapped.data_shape, mapped.num_classes,
+                         mapped.learn_sigma, "test")
+    with torch.no_grad():
+        for parameter in network.parameters():
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return export_weights(network, improved.naming(mapped.heads_legacy))

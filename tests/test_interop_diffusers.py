@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from core.interop import DOWNLOAD_HINT, InteropError, open_model
+from core.interop import DOWNLOAD_HINT, InteropError, describe, open_model
 from core.interop.diffusers_scheduler import spec_from_scheduler
 from core.interop.diffusers_unet import spec_from_config
 from core.schedule import get_betas
@@ -230,3 +230,13 @@ def test_a_weights_file_alone_points_to_its_folder(tmp_path):
     with pytest.raises(InteropError, match="holds diffusers UNet2DModel weights; give the folder"):
         open_model(folder / "unet" / "diffusion_pytorch_model.safetensors")
     assert open_model(folder / "unet" / "config.json").num_classes == 10
+
+
+def test_a_schedule_shorter_than_the_probe_can_be_fine_tuned(tmp_path):
+    """T = 10 < the probe's default 20 timesteps: the opened settings probe 10 and validate."""
+    scheduler = {**SMALL_SCHEDULER, "num_train_timesteps": 10}
+    folder = write_pipeline(tmp_path / "short", random_unet(SMALL_UNET), SMALL_UNET, scheduler)
+    opened = open_model(folder)
+    config = opened.fine_tune_config("digits")
+    assert config.train.probe_timesteps == 10
+    assert describe(opened)["fine_tune"].startswith("yes")

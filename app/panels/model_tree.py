@@ -1,5 +1,7 @@
 """The network as a tree: each module with its type, parameter count and output shape
-(rows of core.models.describe_model)."""
+(rows of core.models.describe_model); above it, for a model opened from elsewhere
+(File → Open model…), what was recognised (the session's model_source: the lines of
+`python -m core inspect`)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
+    QPlainTextEdit,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -15,6 +18,7 @@ from PySide6.QtWidgets import (
 
 COLUMNS = ["Module", "Type", "Parameters", "Output shape"]
 EXPAND_DEPTH = 2
+SOURCE_LINES = 9  # the description box shows this many lines before it scrolls
 
 
 def format_shape(shape) -> str:
@@ -28,7 +32,8 @@ def format_shape(shape) -> str:
 
 
 class ModelPanel(QWidget):
-    """`modelTree`: parents before children as describe_model lists them."""
+    """`modelTree`: parents before children as describe_model lists them; `modelSource`:
+    what an opened model is (hidden for models trained or saved here)."""
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -37,6 +42,16 @@ class ModelPanel(QWidget):
         self.summary = QLabel("The model appears when the data set is loaded.")
         self.summary.setObjectName("modelSummary")
         self.summary.setWordWrap(True)
+        self.modelSource = QPlainTextEdit()
+        self.modelSource.setObjectName("modelSource")
+        self.modelSource.setReadOnly(True)
+        self.modelSource.setLineWrapMode(QPlainTextEdit.LineWrapMode.WidgetWidth)
+        self.modelSource.setToolTip("What was recognised in the opened model: format, "
+                                    "network, diffusion, what was mapped to what, notes "
+                                    "(as `python -m core inspect PATH` prints it)")
+        line = self.modelSource.fontMetrics().lineSpacing()
+        self.modelSource.setMaximumHeight(SOURCE_LINES * line + 12)
+        self.modelSource.hide()
         self.modelTree = QTreeWidget()
         self.modelTree.setObjectName("modelTree")
         self.modelTree.setToolTip("The network's modules: type, trainable parameters and the "
@@ -53,8 +68,15 @@ class ModelPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.summary)
+        layout.addWidget(self.modelSource)
         layout.addWidget(self.modelTree, 1)
         session.model_described.connect(self.show_rows)
+        session.model_source_changed.connect(self.show_source)
+
+    def show_source(self, lines) -> None:
+        """The opened model's description (None: hide the box)."""
+        self.modelSource.setPlainText("\n".join(lines or []))
+        self.modelSource.setVisible(bool(lines))
 
     def show_rows(self, rows) -> None:
         self.modelTree.clear()

@@ -109,7 +109,10 @@ class VlbPanel(QWidget):
         if latest is None:
             self.note.setText("The bound's terms appear after the first probe of training.")
         else:
-            self.note.setText(f"Probe at step {int(latest.get('step', 0))}; faded: the "
+            step = int(latest.get("step", 0))
+            whose = (" of the opened model's weights" if step == 0
+                     and self.session.model_source else "")
+            self.note.setText(f"Probe at step {step}{whose}; faded: the "
                               f"{sum(p is not None for p in older)} probes before it.")
 
 

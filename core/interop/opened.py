@@ -88,8 +88,10 @@ def experiment_config(model: ModelConfig, diffusion, data_shape: tuple[int, ...]
                       num_classes: int | None, name: str) -> ExperimentConfig:
     """An ExperimentConfig for a model from elsewhere: the given model and diffusion
     sections; train defaults with image_size (when the explorer trains at that size),
-    grayscale and class_conditional of the model, and no data set (""). Not validated."""
+    grayscale and class_conditional of the model, and no data set (""); the probe looks at
+    no more timesteps than there are. Not validated."""
     train = TrainConfig(dataset="", class_conditional=num_classes is not None)
+    train.probe_timesteps = min(train.probe_timesteps, diffusion.timesteps)
     if len(data_shape) == 3:
         train.grayscale = data_shape[0] == 1
         train.image_size = data_shape[-1]
