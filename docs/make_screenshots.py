@@ -17,8 +17,8 @@ variance approaching the exact truth.
 After the 2-D run, the Score tab (score_shots): toy-2d-score.png (the field at t = 10, the
 Fisher curve, the likelihood readout of 500 test points) and toy-2d-score-particles.png (the
 reverse SDE and the probability-flow ODE, DDIM eta = 0, from the same x_T: 500 particles,
-100 steps, at 80 % of the run, the field following their t). `--panels score` writes only
-these two (no tab images, no Entropy series).
+100 steps, at the end of the run, the field following their t, the error map off).
+`--panels score` writes only these two (no tab images, no Entropy series).
 
 And the Samplers tab (samplers_shots): toy-2d-samplers.png, the sampler lab on the trained
 model and the exact eps (DDIM, DPM-Solver++ 2M, UniPC-2, Heun; NFE 1..100; uniform
@@ -128,7 +128,8 @@ def score_shots(window, name: str, out: Path) -> None:
     panel.particle_run = None
     controls.runButton.click()
     wait_for(lambda: panel.particle_run is not None, 600, "the particles")
-    controls.slider.setValue(int(0.8 * controls.slider.maximum()))
+    panel.errorCheck.setChecked(False)
+    controls.slider.setValue(controls.slider.maximum())
     t = panel.timeSlider.value()
     wait_for(lambda: panel.field_data is not None and panel.field_data.t == t, 120,
              "the field at the particles' t")

@@ -67,7 +67,8 @@ class ScorePanel(QWidget):
         self.followCheck.setToolTip("Scrubbing the particles moves t to their frame's timestep")
         self.field = ScoreFieldView("scoreFieldPlot")
         self.fisherPlot = make_plot("fisherPlot", "Fisher divergence Fₜ = E_qₜ|sθ − ∇log qₜ|² / D",
-                                    "timestep t", "per dimension", log_y=True)
+                                    "timestep t   ·   L_simple(t) = (1−ᾱₜ)·Fₜ + c,   Lₜ₋₁ = βₜ²/(2β̃ₜαₜ)·Fₜ + c",
+                                    "per dimension", log_y=True)
         self.fisherPlot.setToolTip(
             "Fₜ per dimension by Monte Carlo over exact draws from qₜ (band: ±2 s.e.). It is "
             "what the losses weight per t: L_simple(t) = (1 − ᾱₜ)·Fₜ + const (denoising score "

@@ -86,9 +86,14 @@ def test_without_a_model_the_exact_score_particles_and_likelihoods(window, qtbot
 
 
 def test_a_trained_model_shows_its_score_error_map_and_fisher_curve(window, qtbot):
-    assert train(window, qtbot, tiny_config(steps=120)) == "finished"
     panel = window.score_panel
-    window.tabs.setCurrentWidget(panel)
+    window.tabs.setCurrentWidget(panel)            # visible while training: EMA snapshots
+    steps = []
+    panel.controller.source_changed.connect(lambda source: steps.append(source.step))
+    assert train(window, qtbot, tiny_config(steps=120)) == "finished"
+    final = window.session.trainer.step
+    qtbot.waitUntil(lambda: steps[-1] == final, timeout=10000)
+    assert any(step is not None and step < final for step in steps)   # taken mid-run
     qtbot.waitUntil(lambda: panel.field_data is not None and panel.field_data.heat is not None,
                     timeout=20000)
     qtbot.waitUntil(lambda: panel.fisher_curve.yData is not None
