@@ -85,10 +85,13 @@ def _points(args, source, dataset_fn):
 
 
 def run(args) -> int:
-    import torch
-
     from core.device import resolve_device
-    from core.likelihood import bits_per_dim, dequantize, eps_function, flow
+    from core.likelihood import bits_per_dim
+    from core.likelihood_table import (
+        ode_log_likelihood,
+        true_log_likelihood,
+        vlb_log_likelihood,
+    )
 
     outputs = {flag: value for flag, value in (("--json", args.json), ("--npy", args.npy))
                if value}
@@ -98,40 +101,24 @@ def run(args) -> int:
     points = _points(args, source, source.dataset)
     images = len(source.data_shape) == 3
     dims = int(np.prod(source.data_shape))
-    kwargs = {}
-    if source.num_classes is not None:
-        kwargs["y"] = torch.full((1,), source.num_classes, dtype=torch.long, device=device)
-    generator = torch.Generator().manual_seed(args.seed)
     if args.method == "vlb":
-        per_point, extra = _vlb(source, points, kwargs, args, device, images, dims)
+        per_point = vlb_log_likelihood(source.model, source.diffusion, points,
+                                       num_classes=source.num_classes, seed=args.seed,
+                                       device=device, progress=_bar)
+        extra = {}
     else:
-        trace = args.trace if args.trace != "auto" else ("exact" if dims <= 16 else "hutchinson")
-        batch = args.batch_size or (16 if images else 500)
-        eps = eps_function(source.model, source.diffusion, kwargs)
-        values, errors, nfe = [], [], 0
-        for start in range(0, len(points), batch):
-            x = points[start:start + batch]
-            if images:
-                x = dequantize(x, generator)
-
-            def progress(fraction, done=start, size=len(x)):
-                _bar((done + fraction * size) / len(points))
-
-            result = flow(eps, source.diffusion, x.to(device), trace=trace, probes=args.probes,
-                          rtol=args.rtol, atol=args.atol, generator=generator,
-                          progress=progress)
-            values.append(result.log_likelihood)
-            errors.append(result.stderr)
-            nfe += result.nfe
-        print(file=sys.stderr)
-        per_point = np.concatenate(values)
-        if images:
-            per_point = per_point - dims * math.log(128.0)     # log P of the 8-bit point
-        stderr = np.concatenate(errors)
+        result = ode_log_likelihood(source.model, source.diffusion, points,
+                                    num_classes=source.num_classes, trace=args.trace,
+                                    probes=args.probes, rtol=args.rtol, atol=args.atol,
+                                    batch_size=args.batch_size, seed=args.seed, device=device,
+                                    progress=_bar)
+        per_point, stderr, trace = result["log_likelihood"], result["stderr"], result["trace"]
         extra = {"trace": trace, "probes": args.probes if trace == "hutchinson" else None,
-                 "nfe": nfe, "rtol": args.rtol, "atol": args.atol,
+                 "nfe": result["nfe"], "rtol": args.rtol, "atol": args.atol,
                  "probe_stderr_per_dim": float(np.sqrt((stderr ** 2).mean() / len(stderr)))
                  / dims}
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     summary = {"method": args.method, "source": source.title, "n": int(len(per_point)),
                "dims": dims, **extra}
     summary.update(_mean("log_likelihood", per_point))
@@ -141,10 +128,7 @@ def run(args) -> int:
                                                           dims)))
     mixture = source.dataset().mixture if not images else None
     if mixture is not None:
-        from core.exact import ExactEps
-
-        truth = ExactEps(mixture, source.diffusion.schedule).log_density_abar(
-            points, torch.ones(len(points))).numpy()
+        truth = true_log_likelihood(mixture, source.diffusion, points)
         summary.update(_mean("true_nll_nats_per_dim", -truth / dims))
         summary.update(_mean("gap_nats_per_dim", (truth - per_point) / dims))
     text = json.dumps({k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -158,18 +142,6 @@ def run(args) -> int:
     for flag, path in paths.items():
         print(f"wrote {path} ({flag[2:]})", file=sys.stderr)
     return 0
-
-
-def _vlb(source, points, kwargs, args, device, images, dims):
-    """The bound per point in nats (images: of the 8-bit point; the decoder is discrete)."""
-    from core.metrics import nll_bound
-
-    bound = nll_bound(source.model, source.diffusion, points.float(), n=len(points),
-                      batch_size=args.batch_size or 64, num_classes=source.num_classes,
-                      seed=args.seed, device=device)
-    per_dim = bound["per_example"] * (math.log(2.0) if images else 1.0)   # nats/dim
-    return -per_dim * dims, {"prior_nats_per_dim": bound["prior_mean"]
-                             * (math.log(2.0) if images else 1.0)}
 
 
 def _mean(key: str, values: np.ndarray) -> dict:
