@@ -27,7 +27,9 @@ FIELD_DEBOUNCE_MS = 60
 REFRESH_MS = 3000
 SNAPSHOT_TAG = "score-snapshot"
 JOB_NAMES = {"field": "score-field", "fisher": "score-fisher",
-             "particles": "score-particles", "likelihood": "score-likelihood"}
+             "particles": "score-particles", "likelihood": "score-likelihood",
+             "entropy": "score-entropy"}
+ENTROPY_POINTS = 1000
 MAX_BACKGROUND = 3000
 
 
@@ -55,6 +57,7 @@ class ScoreController(QObject):
     fisher_ready = Signal(object)       # dict of fisher_curve_task, or None (clear)
     particles_ready = Signal(object)    # app.score_jobs.ParticleRun
     likelihood_ready = Signal(object)   # list of core.likelihood_table.LikelihoodRow
+    entropy_ready = Signal(object)      # dict of score_jobs.ode_entropy_task (+ step), or None
     busy = Signal(str, bool)            # "field" | "fisher" | "particles" | "likelihood"
     progress = Signal(str, int, int)
     error = Signal(str)
@@ -139,6 +142,7 @@ class ScoreController(QObject):
         self.fisher_ready.emit(None)
         self.particles_ready.emit(None)      # nothing of the old model stays on screen
         self.likelihood_ready.emit([])
+        self.entropy_ready.emit(None)
         self._announce()
         self.request_snapshot()
 
@@ -297,6 +301,22 @@ class ScoreController(QObject):
             self.model, diffusion, points.double(), mixture=mixture, num_classes=classes,
             seed=seed, device=device), self.likelihood_ready.emit,
             "Computing the likelihoods")
+
+    def run_ode_entropy(self) -> None:
+        """H(X_t) of the model's marginals by the probability-flow ODE, from up to
+        ENTROPY_POINTS training points (the Entropy panel draws it beside the truth)."""
+        dataset, diffusion, device = self._parts()
+        if self.model is None or dataset is None or dataset.kind != "vector":
+            self.error.emit("H(Xₜ) by the ODE needs a trained model of vector data: train "
+                            "one or open a checkpoint.")
+            self.entropy_ready.emit(None)
+            return
+        points = dataset.train[:ENTROPY_POINTS].double()
+        step = self.step
+        self._submit("entropy", score_jobs.ode_entropy_task(self.model, diffusion, points,
+                                                           device=device),
+                     lambda result: self.entropy_ready.emit({**result, "step": step}),
+                     "Computing H(Xₜ) along the ODE")
 
     def cancel(self, key: str) -> None:
         """Stop job `key` after its current step; its result is ignored."""

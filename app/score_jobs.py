@@ -177,3 +177,24 @@ def likelihood_task(model, diffusion, points, mixture=None, num_classes=None, se
                                num_classes=num_classes, seed=seed, device=device,
                                progress=part)
     return task
+
+
+def ode_entropy_task(model, diffusion, points, count: int = 20, device="cpu"):
+    """H(X_t) per dimension of the model's marginals by the probability-flow ODE
+    (core.likelihood.marginal_entropy_ode) from the points (N, D) at `count` timesteps;
+    dict(t, entropy, stderr) per dimension."""
+    def task(progress, should_stop):
+        from core.likelihood import eps_function, marginal_entropy_ode
+
+        timesteps = evenly_spaced_timesteps(diffusion.schedule.base.num_timesteps, count)
+
+        def part(_fraction):
+            check(should_stop)
+
+        result = marginal_entropy_ode(eps_function(model, diffusion), diffusion,
+                                      points.to(device), timesteps, progress=part)
+        progress(1, 1)
+        dims = points.shape[1]
+        return {"t": np.asarray(result["timesteps"]), "entropy": result["entropy"] / dims,
+                "stderr": result["stderr"] / dims}
+    return task

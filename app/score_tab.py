@@ -35,5 +35,7 @@ def add_score_tab(window) -> ScorePanel:
     controller.busy.connect(panel.set_busy)
     controller.progress.connect(panel.set_progress)
     controller.error.connect(window.show_error)
+    window.entropy_panel.ode_entropy_requested.connect(controller.run_ode_entropy)
+    controller.entropy_ready.connect(window.entropy_panel.show_ode_entropy)
     controller.source_changed.emit(controller.source())
     return panel

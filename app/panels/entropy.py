@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QGridLayout, QLabel, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QGridLayout, QHBoxLayout, QLabel, QPushButton, QWidget
 
-from app.widgets.plots import color, finite_or_nan, link_x, make_plot, pen, show_in_legend
+from app.widgets.plots import (
+    color,
+    finite_or_nan,
+    link_x,
+    make_plot,
+    pen,
+    rename_curve,
+    show_in_legend,
+)
 from core.entropy import (
     entropy_bounds,
     general_upper_bound,
@@ -30,7 +38,11 @@ def _empty_error_bars() -> dict:
 
 class EntropyPanel(QWidget):
     """`entropyPlot` (bounds, learned, Analytic-DPM, true), `entropyPositionPlot` (the same
-    entropies as positions between the bounds), `marginalEntropyPlot`, `entropyDeltaPlot`."""
+    entropies as positions between the bounds), `marginalEntropyPlot` (H(X_t): exact or a
+    Gaussian bound from the data, and the model's by the probability-flow ODE on request:
+    `odeEntropyButton` emits `ode_entropy_requested`), `entropyDeltaPlot`."""
+
+    ode_entropy_requested = Signal()
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -65,7 +77,17 @@ class EntropyPanel(QWidget):
         layout.addWidget(self.positionPlot, 1, 0)
         layout.addWidget(self.marginalPlot, 0, 1)
         layout.addWidget(self.deltaPlot, 1, 1)
-        layout.addWidget(self.note, 2, 0, 1, 2)
+        self.odeButton = QPushButton("H(Xₜ) of the model by the ODE")
+        self.odeButton.setObjectName("odeEntropyButton")
+        self.odeButton.setToolTip(
+            "The system entropy a third way: training points flow up the model's probability-"
+            "flow ODE and H(Xₜ) = −E log pₜ(xₜ) comes from the instantaneous change of "
+            "variables (core.likelihood); with the exact score it equals the truth")
+        self.odeButton.clicked.connect(self.ode_entropy_requested)
+        row = QHBoxLayout()
+        row.addWidget(self.note, 1)
+        row.addWidget(self.odeButton, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(row, 2, 0, 1, 2)
         layout.setColumnStretch(0, 3)
         layout.setColumnStretch(1, 2)
 
@@ -115,6 +137,12 @@ class EntropyPanel(QWidget):
 
         marginal = self.marginalPlot.getPlotItem()
         self.marginal_curve = marginal.plot([], [], pen=pen(4, width=2), name="H(Xₜ)")
+        self.ode_curve = marginal.plot([], [], pen=None, symbol="s", symbolSize=6,
+                                       symbolPen=None, symbolBrush=color(5),
+                                       name="H(Xₜ) of the model by the ODE")
+        self.ode_error = pg.ErrorBarItem(**_empty_error_bars(), pen=pen(5, width=1))
+        marginal.addItem(self.ode_error)
+        show_in_legend(self.marginalPlot, self.ode_curve, False)
         self.delta_curve = self.deltaPlot.getPlotItem().plot(
             [], [], pen=pen(3, width=2), name="H(Xₜ) − H(Xₜ₋₁)")
         link_x(self.entropyPlot, self.positionPlot, self.marginalPlot, self.deltaPlot)
@@ -225,6 +253,22 @@ class EntropyPanel(QWidget):
             for bars in (self.true_error, self.true_position_error):
                 bars.setData(**_empty_error_bars())
         self._show_note(curves.get("description", ""))
+
+    def show_ode_entropy(self, result: dict | None) -> None:
+        """H(X_t) per dimension of the model by the ODE: dict(t, entropy, stderr, step), or
+        None to clear (a new model)."""
+        if result is None:
+            self.ode_curve.setData([], [])
+            self.ode_error.setData(**_empty_error_bars())
+            show_in_legend(self.marginalPlot, self.ode_curve, False)
+            return
+        t = np.asarray(result["t"], dtype=np.float64)
+        entropy = np.asarray(result["entropy"], dtype=np.float64)
+        self.ode_curve.setData(t, entropy)
+        self.ode_error.setData(x=t, y=entropy, height=2 * np.asarray(result["stderr"]))
+        show_in_legend(self.marginalPlot, self.ode_curve, True)
+        rename_curve(self.marginalPlot, self.ode_curve,
+                     f"H(Xₜ) of the model by the ODE (step {result['step']})")
 
     def _show_note(self, text: str | None = None) -> None:
         """The data curves' description, plus a hint when the variance is not learned."""

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from ui_helpers import gate_sampling_steps, tiny_config, train
 
 from app import score_jobs
@@ -112,6 +112,21 @@ def test_a_trained_model_shows_its_score_error_map_and_fisher_curve(window, qtbo
     assert panel.particles.scoreCombo.currentData() is False       # learned, now there is one
     run_particles(panel, qtbot, sampler_index=2, steps=10)          # reverse SDE
     assert np.isfinite(panel.particle_run.x).all()
+    check_entropy_panel_gets_the_model_s_ode_entropy(window, qtbot)
+
+
+def check_entropy_panel_gets_the_model_s_ode_entropy(window, qtbot):
+    """The Entropy panel's button: H(X_t) of the model by the probability-flow ODE, drawn
+    on the system-entropy plot with error bars (its agreement with the truth for the exact
+    score is tests/test_score_sde.py's)."""
+    entropy = window.entropy_panel
+    qtbot.mouseClick(entropy.odeButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: entropy.ode_curve.yData is not None
+                    and len(entropy.ode_curve.yData) > 5, timeout=30000)
+    values = entropy.ode_curve.yData
+    assert len(values) == 20 and np.isfinite(values).all()
+    assert np.isfinite(entropy.ode_error.opts["height"]).all()
+    assert "by the ODE (step" in entropy.ode_curve.name()
 
 
 def check_named_controls(window):
