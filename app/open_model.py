@@ -169,6 +169,7 @@ class ModelOpener(QObject):
         self.controller = controller
         self.session, self.jobs = controller.session, controller.jobs
         self.opened = None       # core.interop.OpenedModel of the current opened model
+        self.lines: list[str] = []   # what was recognised (core.interop.describe_lines)
         self.trainer = None      # the trainer built from its weights (None: no data yet)
         self._trainer_key = None     # the data-set key the trainer was built on
         self._building_key = None    # ... and the one being built on now
@@ -217,7 +218,7 @@ class ModelOpener(QObject):
         opened = result.opened
         self.jobs.cancel(TRAINER_JOB)
         self.jobs.cancel(PROBE_JOB)
-        self.opened, self.trainer = opened, None
+        self.opened, self.trainer, self.lines = opened, None, list(result.lines)
         self._trainer_key = self._building_key = self._refused_key = None
         self._quietly(lambda: self.session.set_trainer(None))
         self.session.set_trajectory(None)
@@ -284,6 +285,8 @@ class ModelOpener(QObject):
             return
         self.trainer, self._trainer_key = trainer, key
         self._quietly(lambda: self.session.set_trainer(trainer))
+        self.session.set_model_source(self.lines[:2] + [f"data here: {trainer.dataset.describe()}"]
+                                      + self.lines[2:])
         self.session.set_state("stopped")
         control = self.controller
         control.progress.emit(0, trainer.config.train.steps)

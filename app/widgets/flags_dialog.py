@@ -1,5 +1,6 @@
 """The flags of an improved-/guided-diffusion state dict: a text box prefilled with the
-`--flag value` line (from a flags file beside the .pt, or guessed from its tensor shapes),
+`--flag value` text, one flag a line (from a flags file beside the .pt, or guessed from its
+tensor shapes),
 the flags the tensors cannot show highlighted to check, and OK checking the text with
 core.interop's parser (an error names the flag, inline; the dialog stays open)."""
 
@@ -37,6 +38,11 @@ class CheckHighlighter(QSyntaxHighlighter):
                 self.setFormat(match.start(), match.end() - match.start(), self.marked)
 
 
+def one_per_line(text: str) -> str:
+    """'--a 1 --b 2' -> '--a 1\n--b 2' (the parser takes either)."""
+    return re.sub(r"\s+(?=--[A-Za-z_])", "\n", text.strip())
+
+
 def check_flags(text: str) -> str | None:
     """Why `text` is not a usable flag set (the parser's message, naming the flag); None
     when it maps onto the explorer's settings."""
@@ -68,11 +74,12 @@ class FlagsDialog(QDialog):
             "was trained with, as the <code>--flag value</code> text of those repositories' "
             "READMEs (MODEL_FLAGS and DIFFUSION_FLAGS may be pasted as they are).")
         intro.setWordWrap(True)
-        self.flagsEdit = QPlainTextEdit(text)
+        self.flagsEdit = QPlainTextEdit(one_per_line(text))
         self.flagsEdit.setObjectName("flagsEdit")
         self.flagsEdit.setToolTip("One --flag value per flag; flags left out take the "
                                   "repository's defaults")
-        self.flagsEdit.setMinimumSize(560, 120)
+        self.flagsEdit.setMinimumSize(560, 320)
+        check = [name for name in check if f"--{name} " in f"{text} "]   # only those shown
         self.highlighter = CheckHighlighter(self.flagsEdit.document(), check)
         if check:
             note = ("Check the highlighted flags: " + ", ".join(check) + " — the tensors "
