@@ -54,7 +54,8 @@ class OpenModelMenu:
         file_menu = window.file_menu
         file_menu.insertAction(window.recent_menu.menuAction(), self.open_action)
         file_menu.insertAction(window.recent_menu.menuAction(), self.folder_action)
-        file_menu.insertAction(window.action_save, self.export_action)
+        after_save = file_menu.actions().index(window.action_save) + 1
+        file_menu.insertAction(file_menu.actions()[after_save], self.export_action)
         run_actions = window.run_menu.actions()
         window.run_menu.insertAction(run_actions[1] if len(run_actions) > 1 else None,
                                      self.fine_tune_action)
