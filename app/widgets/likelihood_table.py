@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.widgets.run_progress import RunProgress
+
 COLUMNS = ("method", "NLL (nats/dim)", "± s.e.", "− truth", "bits/dim", "NFE")
 GAP, BITS = 3, 4
 TABLE_ROWS_SHOWN = 4
@@ -42,7 +44,7 @@ def _number(value, digits: int = 4) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-class LikelihoodBox(QGroupBox):
+class LikelihoodBox(RunProgress, QGroupBox):
     """Emits run_requested(n) and cancel_requested(); `show_rows(rows, step)`."""
 
     run_requested = Signal(int)
@@ -126,25 +128,6 @@ class LikelihoodBox(QGroupBox):
             + ("Images: uniformly dequantised, Hutchinson's trace (4 probes). " if images else "")
             + " ".join(missing))
         self.note.setText(self._result + self._help)
-
-    def _cancel(self) -> None:
-        self.cancelButton.setEnabled(False)
-        self.progress.setFormat("cancelling…")
-        self.cancel_requested.emit()
-
-    def set_busy(self, busy: bool) -> None:
-        self.runButton.setEnabled(not busy)
-        self.cancelButton.setEnabled(busy)
-        if busy:
-            self.progress.setFormat("%p %")
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-        elif self.progress.format() == "cancelling…":
-            self.progress.setFormat("cancelled")
-
-    def set_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(done)
 
     def clear(self) -> None:
         self.rows = []

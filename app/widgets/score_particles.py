@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.widgets.player import SliderPlayer
+from app.widgets.run_progress import RunProgress
 from app.widgets.sampler_options import option_value, option_widget
 from core.samplers import ddim, langevin, pc, reverse_sde, rk45
 from core.samplers.base import ETA
@@ -32,7 +33,7 @@ ONE, COMPARE = "one", "compare"
 DEFAULT_COUNT = 500
 
 
-class ParticleControls(QGroupBox):
+class ParticleControls(RunProgress, QGroupBox):
     """Emits run_requested(dict(runs, n, steps, seed, exact)), cancel_requested() and
     frame_changed(index) (the slider's frame)."""
 
@@ -185,25 +186,6 @@ class ParticleControls(QGroupBox):
     def _request(self) -> None:
         self.stop_playing()
         self.run_requested.emit(self.request())
-
-    def _cancel(self) -> None:
-        self.cancelButton.setEnabled(False)
-        self.progress.setFormat("cancelling…")
-        self.cancel_requested.emit()
-
-    def set_busy(self, busy: bool) -> None:
-        self.runButton.setEnabled(not busy)
-        self.cancelButton.setEnabled(busy)
-        if busy:
-            self.progress.setFormat("%p %")
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-        elif self.progress.format() == "cancelling…":
-            self.progress.setFormat("cancelled")
-
-    def set_progress(self, done: int, total: int) -> None:
-        self.progress.setRange(0, max(1, total))
-        self.progress.setValue(done)
 
     # -- frames ----------------------------------------------------------------------------
     def set_frames(self, count: int) -> None:

@@ -24,6 +24,7 @@ class AffineRun(SamplerRun):
         self.noise_coef, self.last = self.table(noise_coef), self.table(last)
         self.noise_steps = noise_coef > 0
         self.variance_host = noise_coef ** 2
+        self.has_last = bool(last.any())        # host constant: the same ops at every step
 
     def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
              variant=0) -> StepOutput:
@@ -32,8 +33,9 @@ class AffineRun(SamplerRun):
         x_next = self.x_coef[t].reshape(view) * x + self.eps_coef[t].reshape(view) * eps
         if noise is not None:
             x_next = x_next + self.noise_coef[t].reshape(view) * noise
-        last = self.last[t].reshape(view)
-        x_next = last * x0 + (1.0 - last) * x_next
+        if self.has_last:
+            last = self.last[t].reshape(view)
+            x_next = last * x0 + (1.0 - last) * x_next
         return StepOutput(x_next, x0, eps, self.noise_coef[t[:1]][0] ** 2)
 
     def record_variance(self, step: int, output: StepOutput) -> float:

@@ -11,12 +11,12 @@ adds s_up z: the reverse SDE's noise, DDPM-like. The last step goes to the data.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from core.samplers.base import SamplerRun, SamplerSpec, StepOutput
+from core.samplers.affine import AffineRun
+from core.samplers.base import SamplerSpec
 
 
-class EulerRun(SamplerRun):
+class EulerRun(AffineRun):
     ANCESTRAL = False
 
     def __init__(self, diffusion, model, **kwargs):
@@ -30,25 +30,9 @@ class EulerRun(SamplerRun):
         else:
             up, down = np.zeros_like(s), s_next
         alpha, alpha_next = 1.0 / np.sqrt(1.0 + s ** 2), 1.0 / np.sqrt(1.0 + s_next ** 2)
-        self.here = self.point_tables(s)
-        self.x_coef = self.table(alpha_next / alpha)
-        self.eps_coef = self.table(alpha_next * (down - s))
-        self.noise_coef = self.table(alpha_next * up)
-        self.noise_steps = up > 0
-        self.variance_host = (alpha_next * up) ** 2
-
-    def step(self, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor | None,
-             variant=0) -> StepOutput:
-        x0, eps = self.predict(x, t, self.here)
-        view = (-1,) + (1,) * (x.ndim - 1)
-        x_next = self.x_coef[t].reshape(view) * x + self.eps_coef[t].reshape(view) * eps
-        if noise is not None:
-            x_next = x_next + self.noise_coef[t].reshape(view) * noise
-        variance = self.noise_coef[t[:1]][0] ** 2
-        return StepOutput(x_next, x0, eps, variance)
-
-    def record_variance(self, step: int, output: StepOutput) -> float:
-        return float(self.variance_host[step])
+        # the last step (s_next = 0) lands on x0 by itself: no step is flagged `last`
+        self.set_coefficients(self.point_tables(s), alpha_next / alpha,
+                              alpha_next * (down - s), alpha_next * up, np.zeros(len(s), bool))
 
 
 class EulerAncestralRun(EulerRun):
