@@ -23,10 +23,11 @@ reverse SDE and the probability-flow ODE, DDIM eta = 0, from the same x_T: 500 p
 And the Samplers tab (samplers_shots): toy-2d-samplers.png, the sampler lab on the trained
 model and the exact eps (DDIM, DPM-Solver++ 2M, UniPC-2, Heun; NFE 1..100; uniform
 spacing; 1,000 samples, seed 0), k-NN KL against NFE, with the samples of DPM-Solver++ 2M
-at 10 NFE with the model. `--panels samplers` writes only that one.
+at 10 NFE with the model. `--panels samplers` writes only that one. `--panels entropy`:
+toy-2d-entropy-ode.png, the Entropy tab with the model's H(X_t) by the probability-flow ODE.
 
     .venv/bin/python docs/make_screenshots.py [--toy-steps 6000] [--mnist-steps 2400]
-        [--series 300,1500,3000,6000] [--only toy|mnist] [--panels tabs,score,samplers]
+        [--series 300,1500,3000,6000] [--only toy|mnist] [--panels tabs,score,samplers,entropy]
 """
 
 from __future__ import annotations
@@ -164,9 +165,23 @@ def samplers_shots(window, name: str, out: Path) -> None:
     print(f"  {shown(path)}", flush=True)
 
 
+def entropy_ode_shot(window, name: str, out: Path) -> None:
+    """The Entropy tab with the model's H(X_t) by the probability-flow ODE beside the
+    exact curve (its button), as docs/screenshots/<name>-entropy-ode.png."""
+    panel = window.entropy_panel
+    window.tabs.setCurrentWidget(panel)
+    panel.odeButton.click()
+    wait_for(lambda: panel.ode_curve.yData is not None and len(panel.ode_curve.yData) > 0,
+             600, "H(X_t) along the ODE")
+    wait(400)
+    path = out / f"{name}-entropy-ode.png"
+    save_small(window.grab().toImage(), path)
+    print(f"  {shown(path)}", flush=True)
+
+
 def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
         trails: bool, series: list[int] | None = None, preset: str | None = None,
-        panels: tuple = ("tabs", "score", "samplers")) -> None:
+        panels: tuple = ("tabs", "score", "samplers", "entropy")) -> None:
     window.session.set_trainer(None)
     window.experiment.set_config(config, preset=preset)
     wait_for(lambda: window.session.dataset is not None
@@ -189,6 +204,8 @@ def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
         score_shots(window, name, out)
     if "samplers" in panels and window.session.dataset.kind == "vector":
         samplers_shots(window, name, out)
+    if "entropy" in panels and window.session.dataset.kind == "vector":
+        entropy_ode_shot(window, name, out)
     if "tabs" not in panels:
         return
     panel = window.trajectory_panel
@@ -219,10 +236,10 @@ def main(argv=None) -> int:
     parser.add_argument("--series", default="300,1500,3000,6000",
                         help="2-D training steps whose probe is saved as an Entropy-panel image")
     parser.add_argument("--only", choices=("toy", "mnist"), default=None)
-    parser.add_argument("--panels", default="tabs,score,samplers",
+    parser.add_argument("--panels", default="tabs,score,samplers,entropy",
                         help="which images: tabs (one per tab, and the Entropy series), "
                              "score (the Score tab of the 2-D run), samplers (its Samplers "
-                             "tab)")
+                             "tab), entropy (its Entropy tab with the model's H(X_t) by the ODE)")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     args = parser.parse_args(argv)
     out = Path(args.out)
