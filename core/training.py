@@ -419,11 +419,15 @@ class Trainer:
                 if len(self._pending) >= tc.log_every:
                     self._flush(on_metrics)
                 due = tc.probe_every > 0 and self.step % tc.probe_every == 0
-                if (due or self._probe_requested.is_set()) and self.rank == 0:
+                if due or self._probe_requested.is_set():
+                    # every rank asks (under DDP should_stop is a collective: a call made
+                    # by rank 0 alone waits forever for the others)
                     if should_stop is not None and should_stop():
                         self._probe_requested.set()   # a Stop is not kept waiting: the
                         status = "stopped"            # probe comes after the next step
                         break
+                    if self.rank != 0:
+                        continue
                     self._flush(on_metrics)
                     probe = self.probe()
                     if on_probe is not None:

@@ -129,6 +129,23 @@ def test_a_stop_is_not_kept_waiting_by_a_probe_that_falls_due():
     assert [p["step"] for p in trainer.probe_history] == [6]    # taken after the next step
 
 
+def test_every_rank_polls_should_stop_the_same_number_of_times():
+    """Under DDP should_stop is a collective (core.distributed.any_rank): if rank 0 polled
+    once more than rank 1 before its probe, both would wait for ever (the CLI's 2-process
+    run hung at the first probe)."""
+    def polls_of(rank):
+        trainer = Trainer(tiny_config(train={"probe_every": 3}), dataset=toy_dataset())
+        trainer.rank = rank
+        polls = []
+        trainer.run(10, should_stop=lambda: polls.append(trainer.step) or False)
+        return polls, len(trainer.probe_history)
+
+    polls_0, probes_0 = polls_of(0)
+    polls_1, probes_1 = polls_of(1)
+    assert (probes_0, probes_1) == (3, 0)
+    assert polls_1 == polls_0
+
+
 def test_run_without_steps_goes_to_the_configured_total():
     trainer = Trainer(tiny_config(train={"steps": 12}), dataset=toy_dataset())
     trainer.run(5)
