@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "docs"))
 
-from make_screenshots import save_small, shown, wait, wait_for  # noqa: E402
+from make_screenshots import open_window, save_small, shown, wait, wait_for  # noqa: E402
 
 NAME = "cifar10-open"
 
@@ -52,24 +52,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication([])
-    app.setStyle("Fusion")
-    from app.__main__ import prewarm_torch
-    from app.main_window import MainWindow
-    from app.settings import make_settings
-    from app.style import apply_style
-    from core.device import configure_threads
-
-    apply_style(app)
-    configure_threads()
-    prewarm_torch()
     temporary = Path(tempfile.mkdtemp())
     folder = cifar10_folder(temporary)
-    window = MainWindow(make_settings(str(temporary / "s.ini")), restore=False)
-    window.resize(1280, 800)
-    window.show()
+    window = open_window(temporary)
     wait_for(lambda: window.session.dataset is not None, 120, "the first data set")
     opener = window.model_files.opener
     errors = []

@@ -228,6 +228,28 @@ def run(window, name: str, config, sample_params: dict, out: Path, frame: float,
         print(f"  {shown(path)}", flush=True)
 
 
+def open_window(folder: Path):
+    """The app's window as a user starts it (Fusion style, threads by core count, torch
+    warmed), 1280x800, with its settings in `folder`, shown."""
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    app.setStyle("Fusion")
+    from app.__main__ import prewarm_torch
+    from app.main_window import MainWindow
+    from app.settings import make_settings
+    from app.style import apply_style
+    from core.device import configure_threads
+
+    apply_style(app)
+    configure_threads()
+    prewarm_torch()
+    window = MainWindow(make_settings(str(folder / "s.ini")), restore=False)
+    window.resize(1280, 800)
+    window.show()
+    return window
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--toy-steps", type=int, default=6000)
@@ -245,23 +267,9 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from PySide6.QtWidgets import QApplication
-
-    app = QApplication.instance() or QApplication([])
-    app.setStyle("Fusion")
-    from app.__main__ import prewarm_torch
-    from app.main_window import MainWindow
-    from app.settings import make_settings
-    from app.style import apply_style
-    from core.device import configure_threads
     from core.presets import load_preset
 
-    apply_style(app)
-    configure_threads()
-    prewarm_torch()
-    window = MainWindow(make_settings(str(Path(tempfile.mkdtemp()) / "s.ini")), restore=False)
-    window.resize(1280, 800)
-    window.show()
+    window = open_window(Path(tempfile.mkdtemp()))
 
     toy = load_preset("toy-2d")
     toy.diffusion.variance_type = "learned_range"
