@@ -11,11 +11,8 @@ import numpy as np
 import pytest
 
 import core.samplers as registry
-from core.build import diffusion_from_config
 from core.data import get_dataset
-from core.exact import ExactEps
 from core.lab import LabSettings, plan, point_scorer, run_lab, steps_for
-from core.presets import load_preset
 
 
 def test_budgets_become_the_most_steps_that_fit():
@@ -27,14 +24,6 @@ def test_budgets_become_the_most_steps_that_fit():
     heun = [r for r in runs if r[0] == "heun"]
     assert [r[2] for r in heun] == [1, 2, 5]   # 2 calls fit 1 step again: not repeated
     assert len([r for r in runs if r[0] == "rk45"]) == 5                  # one per tolerance
-
-
-@pytest.fixture(scope="module")
-def ring():
-    config = load_preset("toy-2d")
-    data = get_dataset("8gaussians", num_samples=4000, seed=0)
-    diffusion = diffusion_from_config(config, data.kind)
-    return data, diffusion, ExactEps(data.mixture, diffusion.schedule)
 
 
 def test_fixed_samplers_call_the_network_as_often_as_they_declare(ring):

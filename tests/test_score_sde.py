@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from core.build import diffusion_from_config
-from core.data import get_dataset
 from core.data.toys import GAUSSIAN
 from core.exact import ExactEps
 from core.generate import sample
@@ -27,14 +26,6 @@ from core.presets import load_preset
 from core.schedule import NoiseSchedule
 from core.score import fisher_divergence, loss_weights
 from core.sde import VESDE, VPSDE, process_of
-
-
-@pytest.fixture(scope="module")
-def ring():
-    config = load_preset("toy-2d")
-    data = get_dataset("8gaussians", num_samples=4000, seed=0)
-    diffusion = diffusion_from_config(config, data.kind)
-    return data, diffusion, ExactEps(data.mixture, diffusion.schedule)
 
 
 class Scaled(torch.nn.Module):
