@@ -7,6 +7,8 @@ is emitted in the GUI thread."""
 
 from __future__ import annotations
 
+import threading
+
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.lab_runs import LabInputs, exact_available, lab_task
@@ -34,6 +36,7 @@ class SamplerLab(QObject):
         self._pending = None            # (settings, sources) waiting for the EMA snapshot
         self._cancelled = False
         self._failed = False
+        self._stop = threading.Event()   # Cancel: the job ends after its current run
         controller.training.task_done.connect(self._on_task_done)
         self.jobs.job_finished.connect(self._on_job_finished)
         self.status.connect(controller.status)
@@ -71,14 +74,15 @@ class SamplerLab(QObject):
         self._start(settings, sources, trainer.ema_snapshot() if "model" in sources else None)
 
     def cancel(self) -> None:
-        """Stop after the current run (a run is never cut short); nothing is kept."""
+        """Stop after the current run (a run is never cut short); the runs finished so far
+        are shown (a result with what was done, then finished("stopped"))."""
         if not self.busy:
             return
         self._cancelled = True
         self.status.emit("Cancelling the sampler lab after the current run…", 0)
         if self._pending is not None:
             return                      # the snapshot arrives, is dropped, and we finish
-        self.jobs.cancel(JOB)
+        self._stop.set()                # not jobs.cancel: that would drop the result
 
     # ------------------------------------------------------------------ the job
     def _start(self, settings, sources, model) -> None:
@@ -91,7 +95,9 @@ class SamplerLab(QObject):
             self._end("failed", "The exact ε needs data with a Gaussian-mixture density.")
             return
         self.status.emit("Running the sampler lab…", 0)
-        self.jobs.submit(JOB, lab_task(inputs, settings, sources), self._on_result,
+        self._stop = threading.Event()
+        self.jobs.submit(JOB, lab_task(inputs, settings, sources, self._stop.is_set),
+                         self._on_result,
                          on_error=self._on_error, action="Running the sampler lab",
                          on_progress=self.progress.emit)
 
@@ -125,7 +131,7 @@ class SamplerLab(QObject):
             self._start(settings, sources, result)
 
     def _on_result(self, result) -> None:
-        if result is not None and not self._cancelled:
+        if result is not None and result.points:
             self.result.emit(result)
 
     def _on_error(self, message: str) -> None:

@@ -70,17 +70,22 @@ def exact_available(dataset) -> bool:
     return dataset is not None and getattr(dataset, "mixture", None) is not None
 
 
-def lab_task(inputs: LabInputs, settings: LabSettings, sources: tuple[str, ...]):
+def lab_task(inputs: LabInputs, settings: LabSettings, sources: tuple[str, ...],
+             cancelled=None):
     """A job running the lab for each source in `sources` ("model", "exact"); progress
-    counts runs over all sources (0 while the scorer is prepared)."""
+    counts runs over all sources (0 while the scorer is prepared). `cancelled()` true (the
+    user's Cancel) stops it between runs like the job's own stop (the window closing), and
+    the runs finished so far come back."""
     def task(progress, should_stop):
-        return run(inputs, settings, sources, progress, should_stop)
+        def stop() -> bool:
+            return should_stop() or (cancelled is not None and cancelled())
+        return run(inputs, settings, sources, progress, stop)
     return task
 
 
 def run(inputs: LabInputs, settings: LabSettings, sources, progress=None,
         should_stop=None) -> LabResult | None:
-    """See lab_task; None when stopped before the first run."""
+    """See lab_task; None when stopped before the first run finished."""
     from core.exact import ExactEps
     from core.lab import image_scorer, point_scorer, run_lab
 
@@ -108,6 +113,8 @@ def run(inputs: LabInputs, settings: LabSettings, sources, progress=None,
                           progress=None if progress is None else
                           (lambda done, _total, offset=offset: progress(offset + done, total)),
                           should_stop=should_stop)
+    if not points:
+        return None
     truth = true_images(dataset) if images else true_points(dataset, settings.seed)
     density = None if images else density_grid(dataset, truth)
     truth_title = ("data images" if images else "fresh samples of the true density"

@@ -160,7 +160,7 @@ class SamplersPanel(QWidget):
                                   "background and score the samples")
         self.cancelButton = QPushButton("Cancel")
         self.cancelButton.setObjectName("samplersCancelButton")
-        self.cancelButton.setToolTip("Stop after the current run; nothing of this lab is kept")
+        self.cancelButton.setToolTip("Stop after the current run; the runs finished so far are shown")
         self.cancelButton.setEnabled(False)
         self.progress = QProgressBar()
         self.progress.setObjectName("samplersProgress")

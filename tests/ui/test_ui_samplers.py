@@ -145,7 +145,10 @@ def test_cancel_stops_the_lab_after_the_current_run(window, qtbot, monkeypatch):
         panel.cancelButton.click()
         gate.release(1000)
     assert blocker.args[0] == "stopped"
-    assert panel.result is None and "cancelled" in panel.progress.format()
+    assert "cancelled" in panel.progress.format()
+    # the run under way when Cancel came finished and is kept; no later run started
+    assert panel.result is not None
+    assert [(p.sampler, p.nfe) for p in panel.result.points] == [("ddim", 2)]
     assert panel.runButton.isEnabled() and not panel.cancelButton.isEnabled()
 
 
