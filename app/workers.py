@@ -303,8 +303,10 @@ class GuiGarbageCollector(QObject):
         self.timer.start()
 
     def release(self) -> None:
-        """A window closed; with none open and no worker thread alive, collect once here and
-        give collection back to Python (later, when a detached thread ends, otherwise)."""
+        """A window closed; with none open and no worker thread alive, give collection back
+        to Python (later, when a detached thread ends, otherwise). No full collection here:
+        with no worker thread alive a later collection cannot start in one (the deadlock
+        above needs one), and a full pass cost 0.1-0.5 s on every close."""
         self.users = max(0, self.users - 1)
         self.release_if_idle()
 
@@ -312,7 +314,6 @@ class GuiGarbageCollector(QObject):
         if self.users == 0 and not any(t.is_running() for t in list(_DETACHED)) \
                 and not gc.isenabled():
             self.timer.stop()
-            gc.collect()
             gc.enable()
 
     @Slot()
