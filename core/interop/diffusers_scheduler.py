@@ -13,6 +13,8 @@ A scheduler config fixes the forward process and what the network predicts:
     prediction_type "epsilon" / "sample" / "v_prediction" -> mean_type eps / x0 / v
     variance_type "fixed_small(_log)" / "fixed_large(_log)" / "learned_range"
         -> variance_type fixed_small / fixed_large / learned_range (with the hybrid loss)
+        (one step differs: at t = 0 the explorer's fixed_large is beta-tilde_1, as
+        improved-diffusion's, where diffusers' DDPMScheduler takes beta_0)
 
 Anything else that shapes the model (another schedule or endpoints, "learned" variance,
 rescale_betas_zero_snr) is refused naming the key and value. Settings that only steer
