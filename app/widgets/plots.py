@@ -36,9 +36,9 @@ class DecadeAxis(pg.AxisItem):
         strings = super().logTickStrings(values, scale, spacing)
         if spacing is not None:
             return strings
-        # the minor level: it holds the decades too
-        low, high = sorted(self.range)
-        labelled = (1,) if math.floor(high) - math.ceil(low) + 1 >= 2 else (1, 2, 5)
+        # the minor level: it holds the decades too (those strictly inside the range)
+        decades = sum(_mantissa(value) == 1 for value in values)
+        labelled = (1,) if decades >= 2 else (1, 2, 5)
         return [text if _mantissa(value) in labelled else ""
                 for value, text in zip(values, strings, strict=True)]
 

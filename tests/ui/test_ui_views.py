@@ -179,6 +179,11 @@ def test_log_axes_label_decades_not_every_minor_tick(window):
     values = [-2 + np.log10(m) for m in range(1, 10)]
     texts = axis.tickStrings(values, 1.0, None)
     assert [bool(t) for t in texts] == [m in (1, 2, 5) for m in range(1, 10)]
+    # an empty plot's range 10^0..10^1 holds no decade tick strictly inside: its 2 and 5
+    # are labelled (counting the range's ends as decades left the axis without a number)
+    axis.setRange(0.0, 1.0)
+    inside = [values for spacing, values in axis.tickValues(0.0, 1.0, 400) if spacing is None]
+    assert [t for t in axis.tickStrings(inside[0], 1.0, None) if t] == ["2", "5"]
 
 
 def test_trails_for_a_subset_and_a_view_that_holds_every_point(window, qtbot):
