@@ -224,6 +224,10 @@ class MainWindow(QMainWindow):
     def load_checkpoint(self, path: str) -> None:
         self.controller.load_checkpoint(path)
 
+    def open_path(self, path: str) -> None:
+        """Open a checkpoint of ours or a model from elsewhere (File → Open recent)."""
+        self.model_files.opener.open_path(path)
+
     def set_drawn_points(self, points, spread: float = 0.0) -> None:
         """Train on points the user drew, with a spread (a Gaussian per point) or none
         (selects them in the data-set list)."""

@@ -100,8 +100,7 @@ def build_menus(window) -> None:
     menu.addAction(window.action_load)
     window.recent_menu = menu.addMenu("Open &recent")
     window.recent_menu.setObjectName("recentMenu")
-    window.recent_files = RecentFiles(window.recent_menu, window.settings,
-                                      window.load_checkpoint)
+    window.recent_files = RecentFiles(window.recent_menu, window.settings, window.open_path)
     menu.addAction(window.action_save)
     menu.addSeparator()
     menu.addAction(_action(window, "Export current tab as &PNG…", functools.partial(

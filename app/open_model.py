@@ -42,11 +42,13 @@ FINE_TUNE_TRAIN = {"lr": 1e-4, "batch_size": 32, "steps": 1000}
 @dataclass
 class OpenedResult:
     """What the open job gives the GUI thread: the OpenedModel, its description lines
-    (core.interop.describe_lines) and its module rows (core.models.describe_model)."""
+    (core.interop.describe_lines), its module rows (core.models.describe_model) and the
+    path it was opened from."""
 
     opened: object
     lines: list
     rows: list
+    path: str = ""
 
 
 @dataclass
@@ -127,7 +129,7 @@ def open_task(path: str, flags):
 
         opened = open_model(path, flags=flags, device="cpu")
         return OpenedResult(opened, describe_lines(describe(opened)),
-                            describe_model(opened.model, opened.data_shape))
+                            describe_model(opened.model, opened.data_shape), str(path))
     return task
 
 
@@ -154,12 +156,14 @@ def flags_task(path: str):
 
 class ModelOpener(QObject):
     """Signals (GUI thread): flags_needed(FlagsRequest) asks for a state dict's flags;
-    model_opened(title) when the Model tab shows a newly opened model; model_ready(title)
+    model_opened(title) when the Model tab shows a newly opened model (and source_opened(path)
+    with the file or folder it came from, for File → Open recent); model_ready(title)
     when it is the session's trainer (on data of its shape); probed() when its VLB per t is
     in the session; exported(folder). Errors and status go to the controller's signals."""
 
     flags_needed = Signal(object)
     model_opened = Signal(str)
+    source_opened = Signal(str)
     model_ready = Signal(str)
     probed = Signal()
     exported = Signal(str)
@@ -236,6 +240,8 @@ class ModelOpener(QObject):
         control.status.emit(f"Opened {opened.title} ({opened.format}); it becomes the current "
                             f"model on data of its shape: {shape_text(opened.data_shape)}.", 15000)
         self.model_opened.emit(opened.title)
+        if result.path:
+            self.source_opened.emit(result.path)
         self.attach_if_ready()
 
     # ------------------------------------------------------------------ data

@@ -60,6 +60,7 @@ class OpenModelMenu:
         window.run_menu.insertAction(run_actions[1] if len(run_actions) > 1 else None,
                                      self.fine_tune_action)
         self.opener.flags_needed.connect(self.ask_flags)
+        self.opener.source_opened.connect(window.recent_files.add)
         self.opener.model_ready.connect(self.update)
         window.controller.run_state_changed.connect(self.update)
         window.session.trainer_changed.connect(self.update)

@@ -118,6 +118,19 @@ def test_a_diffusers_folder_becomes_the_current_model(window, qtbot, tiny_pipeli
     qtbot.waitUntil(lambda: len(session.probes) == 1, timeout=30000)    # its VLB, anew
 
 
+def test_an_opened_model_is_in_open_recent_and_opens_again_from_there(window, qtbot,
+                                                                      tiny_pipeline):
+    opener = open_and_wait(window, qtbot, tiny_pipeline, probed=False)
+    first = opener.opened
+    actions = window.recent_menu.actions()
+    assert window.recent_menu.isEnabled()
+    assert [a.toolTip() for a in actions] == [str(tiny_pipeline)]
+    with qtbot.waitSignal(opener.model_opened, timeout=30000) as opened:
+        actions[0].trigger()
+    assert opened.args == [first.title] and opener.opened is not first
+    assert len(window.recent_menu.actions()) == 1          # the same entry, not a second
+
+
 def test_a_state_dict_opens_through_the_flags_dialog(window, qtbot, tmp_path):
     path = tmp_path / "model.pt"
     torch.save(improved_state_dict(IMPROVED_FLAGS, seed=5), path)
