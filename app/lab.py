@@ -131,7 +131,7 @@ class SamplerLab(QObject):
             self._start(settings, sources, result)
 
     def _on_result(self, result) -> None:
-        if result is not None and result.points:
+        if result is not None:         # None: no run finished (app.lab_runs.run)
             self.result.emit(result)
 
     def _on_error(self, message: str) -> None:
